@@ -1,0 +1,19 @@
+"""rl_basics: the classic-RL helpers of the course.
+
+Importing the package registers the course's own gymnasium environments, so
+``gym.make("rl_basics/WindyGridworld-v0")`` works after ``import rl_basics``.
+
+Modules (import what you need):
+
+- ``rl_basics.mdp``       tabular models in gymnasium's ``P[s][a]`` convention
+- ``rl_basics.dp``        policy evaluation, policy iteration, value iteration
+- ``rl_basics.policies``  epsilon-greedy action selection and GLIE schedules
+- ``rl_basics.mc``        Monte-Carlo prediction and control
+- ``rl_basics.td``        TD(0), n-step TD, SARSA, Q-learning, Expected SARSA, Double Q
+- ``rl_basics.agents``    REINFORCE, A2C and PPO in torch
+- ``rl_basics.plotting``  value heatmaps, policy arrows, learning curves
+"""
+
+from rl_basics import envs  # noqa: F401  (registers the rl_basics/* environments)
+
+__version__ = "0.1.0"

@@ -1,0 +1,53 @@
+"""Rules the course keeps about itself: clean notebooks, a consistent test command, notebook structure."""
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]*.ipynb"))
+
+
+def test_there_are_notebooks():
+    assert NOTEBOOKS, "no course notebooks found in notebooks/"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_is_committed_clean(path):
+    """Outputs and execution counts are cleared: readable diffs and nothing stale."""
+    nb = json.loads(path.read_text())
+    dirty = [
+        i for i, cell in enumerate(nb["cells"])
+        if cell["cell_type"] == "code" and (cell.get("outputs") or cell.get("execution_count") is not None)
+    ]
+    assert not dirty, f"{path.name}: code cells {dirty} have outputs or execution counts; clear them before committing"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_opens_with_goals_and_ends_with_summary(path):
+    nb = json.loads(path.read_text())
+    markdown = ["".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "markdown"]
+    assert markdown, f"{path.name} has no markdown cells"
+    first = "".join(nb["cells"][0]["source"]).lower()
+    assert nb["cells"][0]["cell_type"] == "markdown" and "learning goals" in first, (
+        f"{path.name}: the first cell must be markdown stating the learning goals"
+    )
+    tail = " ".join(markdown[-2:]).lower()
+    assert "summary" in tail and "next" in tail, f"{path.name}: the notebook must end with a summary and what comes next"
+
+
+def test_ci_runs_the_readme_test_command():
+    readme = (ROOT / "README.md").read_text()
+    match = re.search(r"<!-- test-command -->\s*```(?:bash|sh)?\s*\n(.+?)\n```", readme, re.S)
+    assert match, "README.md must show the test command in a code block right after <!-- test-command -->"
+    command = match.group(1).strip()
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert command in ci.splitlines(), f"`.ci/run` must run the README's test command verbatim: {command!r}"
+
+
+def test_every_notebook_is_in_the_course_map():
+    readme = (ROOT / "README.md").read_text()
+    missing = [p.name for p in NOTEBOOKS if p.name not in readme]
+    assert not missing, f"README course map lacks {missing}"
