@@ -1,0 +1,718 @@
+"""PPO for language models (RLHF), readable top to bottom.
+
+One call of :meth:`PPOTrainer.step` is one PPO iteration:
+
+1. **rollout** — sample a response for each prompt of the batch from the policy, then score
+   every response token under the policy (log-probs, entropy), the value network and the
+   reference, and the whole text under the reward model;
+2. **rewards** — per token ``r_t = -beta * KL_t``, plus at the last real token the
+   normalised reward-model score (minus a penalty if the response never emitted EOS);
+3. **advantages** — GAE (``gamma = 1``, ``lambda = 0.95``) over the response tokens, padding
+   masked, whitened over the batch;
+4. **PPO epochs** — several passes over shuffled minibatches minimising the clipped policy
+   loss plus the clipped value loss, with gradient clipping and a learning-rate schedule.
+
+The math is the course's classic PPO (``rl_basics.agents.core``): :func:`compute_gae`,
+:func:`ppo_policy_loss`, :func:`ppo_value_loss`, :func:`masked_whiten`. What is specific to
+language models lives here: the KL-shaped token rewards, the reward-model score at the last
+token, the EOS penalty, the adaptive KL coefficient, and the bookkeeping of padding.
+
+Sources: Ziegler et al. 2019 (KL penalty, adaptive coefficient); Huang et al., "The N
+implementation details of RLHF with PPO" (2023) and "The N+ implementation details of RLHF
+with PPO" (2024); Zheng et al., "Secrets of RLHF in Large Language Models Part I: PPO"
+(arXiv:2307.04964); Schulman et al., "Proximal Policy Optimization Algorithms" (arXiv:1707.06347).
+
+The trainer runs unchanged on a CPU, a GPU, or several processes through ``accelerate``
+(``accelerate launch --multi_gpu --num_processes N -m rlhf.cli ppo ...``; on a machine
+without GPUs that starts N CPU processes talking over gloo). Its randomness is a function
+of ``(seed, step, prompt index)``, so a run is the same on one process or several (same
+global batch) and a run resumed from a checkpoint continues the same curve.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+from accelerate import Accelerator
+from peft import LoraConfig
+from torch import Tensor
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from rl_basics.agents.core import (
+    check_finite,
+    compute_gae,
+    explained_variance,
+    load_checkpoint,
+    masked_whiten,
+    ppo_policy_loss,
+    ppo_value_loss,
+    progress_bar,
+    save_checkpoint,
+)
+from rlhf.models import PHI2_LORA_TARGETS
+from rlhf.ppo_rollout import RewardScorer, left_pad, response_mask, sample_tokens, sampling_uniforms, tokenize_prompts
+from rlhf.value_head import POLICY, PolicyValueModel
+
+# Independent random streams (see ``sampling_uniforms``).
+_TRAIN_STREAM, _REWARD_STATS_STREAM, _GENERATE_STREAM, _MINIBATCH_STREAM = 0, 1, 2, 3
+
+
+@dataclass
+class PPOConfig:
+    """Hyperparameters of PPO-RLHF. Defaults suit the tiny world on a CPU; for phi-2 see notebook 09."""
+
+    batch_size: int = 64
+    """Prompts (= responses) per PPO step, over all processes together."""
+    num_minibatches: int = 4
+    """Minibatches per PPO epoch; ``batch_size`` must divide into ``num_minibatches * num_processes``."""
+    ppo_epochs: int = 4
+    """Passes over the batch per PPO step."""
+    total_steps: int = 60
+    """Length of the learning-rate schedule in PPO steps (and the default length of :meth:`PPOTrainer.train`)."""
+    learning_rate: float = 3e-4
+    """Adam learning rate of the LoRA adapters and the value head (1e-5 to 1e-4 for phi-2 LoRA)."""
+    lr_schedule: Literal["linear", "constant"] = "linear"
+    """``linear`` anneals the learning rate to 0 at ``total_steps`` (stepped once per PPO step)."""
+    adam_eps: float = 1e-5
+    """Adam epsilon."""
+    max_grad_norm: float = 1.0
+    """Global gradient-norm clipping threshold."""
+    clip_coef: float = 0.2
+    """PPO ratio clipping epsilon."""
+    value_clip_coef: float | None = 0.2
+    """Value clipping range around the rollout's values (None: unclipped value loss)."""
+    vf_coef: float = 0.1
+    """Weight of the value loss in the total loss."""
+    gamma: float = 1.0
+    """Discount over response tokens (1: the reward model judges the whole response)."""
+    lam: float = 0.95
+    """GAE lambda."""
+    temperature: float = 1.0
+    """Sampling temperature; training log-probs use logits / temperature too."""
+    max_new_tokens: int = 32
+    """Longest response in tokens (responses stop earlier at EOS)."""
+    max_prompt_length: int = 64
+    """Longest prompt in tokens; longer ones raise (or are truncated, see ``truncate_prompts``)."""
+    truncate_prompts: bool = False
+    """Keep the last ``max_prompt_length`` tokens of a longer prompt (with a warning) instead of raising."""
+    kl_coef: float = 0.05
+    """beta of the per-token KL penalty (its initial value when adaptive)."""
+    kl_estimator: Literal["k1", "k3"] = "k1"
+    """Per-token KL estimator of the penalty: ``k1 = log pi/pi_ref`` (unbiased) or ``k3`` (never negative)."""
+    kl_target: float | None = None
+    """Target KL (nats per response) of the adaptive coefficient; None keeps ``kl_coef`` fixed."""
+    kl_horizon: float = 10_000.0
+    """Horizon (in samples) of the adaptive coefficient: how fast beta follows the target."""
+    missing_eos_penalty: float | None = 1.0
+    """Subtracted from the (normalised) score of a response that never emitted EOS; None disables."""
+    normalize_reward: bool = True
+    """Shift and scale reward-model scores to mean 0, std 1 over the reference policy's samples."""
+    reward_norm_samples: int = 256
+    """Reference samples used (once, at the start) for the reward normalisation statistics."""
+    lora_r: int = 16
+    """LoRA rank of the policy and value adapters."""
+    lora_alpha: float = 32.0
+    """LoRA scaling numerator (the update is scaled by ``lora_alpha / lora_r``)."""
+    lora_targets: tuple[str, ...] = PHI2_LORA_TARGETS
+    """Module names that get LoRA adapters (phi-2's attention and MLP projections)."""
+    checkpoint_every: int = 0
+    """Save a checkpoint every this many PPO steps (0: never; needs a checkpoint directory)."""
+    keep_checkpoints: int = 2
+    """How many of the latest checkpoints to keep."""
+
+    def __post_init__(self):
+        self.lora_targets = tuple(self.lora_targets)
+        positive = ("batch_size", "num_minibatches", "ppo_epochs", "total_steps", "learning_rate", "adam_eps",
+                    "max_grad_norm", "clip_coef", "temperature", "max_new_tokens", "max_prompt_length",
+                    "kl_horizon", "reward_norm_samples", "lora_r", "lora_alpha", "keep_checkpoints")
+        for name in positive:
+            if not getattr(self, name) > 0:
+                raise ValueError(f"PPOConfig.{name} must be > 0, got {getattr(self, name)}")
+        if self.batch_size % self.num_minibatches:
+            raise ValueError(
+                f"PPOConfig.batch_size ({self.batch_size}) must be a multiple of num_minibatches ({self.num_minibatches})"
+            )
+        if self.value_clip_coef is not None and self.value_clip_coef <= 0:
+            raise ValueError(f"PPOConfig.value_clip_coef must be > 0 or None, got {self.value_clip_coef}")
+        for name in ("gamma", "lam"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"PPOConfig.{name} must be in [0, 1], got {getattr(self, name)}")
+        for name in ("vf_coef", "kl_coef", "checkpoint_every"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"PPOConfig.{name} must be >= 0, got {getattr(self, name)}")
+        if self.kl_estimator not in ("k1", "k3"):
+            raise ValueError(f"PPOConfig.kl_estimator must be 'k1' or 'k3', got {self.kl_estimator!r}")
+        if self.kl_target is not None and self.kl_target <= 0:
+            raise ValueError(f"PPOConfig.kl_target must be > 0 or None, got {self.kl_target}")
+        if self.lr_schedule not in ("linear", "constant"):
+            raise ValueError(f"PPOConfig.lr_schedule must be 'linear' or 'constant', got {self.lr_schedule!r}")
+        if not self.lora_targets:
+            raise ValueError("PPOConfig.lora_targets is empty: name the modules that get LoRA adapters")
+
+    def lora_config(self) -> LoraConfig:
+        """The LoRA configuration of both adapters (no LoRA dropout: RL needs deterministic networks)."""
+        return LoraConfig(r=self.lora_r, lora_alpha=self.lora_alpha, lora_dropout=0.0,
+                          target_modules=list(self.lora_targets), bias="none")
+
+
+# --------------------------------------------------------------------------- rewards and advantages
+
+
+def kl_per_token(logprobs: Tensor, ref_logprobs: Tensor, estimator: str = "k1") -> Tensor:
+    """Per-token estimate of ``KL(pi || pi_ref)`` at the sampled tokens ``[B, R]``.
+
+    ``k1 = log pi(a|s) - log pi_ref(a|s)`` is unbiased but can be negative on a single token;
+    ``k3 = (rho - 1) - log rho`` with ``rho = pi_ref / pi`` is unbiased too and never
+    negative (Schulman, "Approximating KL divergence", 2020).
+    """
+    log_ratio = logprobs - ref_logprobs
+    if estimator == "k1":
+        return log_ratio
+    if estimator == "k3":
+        return torch.expm1(-log_ratio) + log_ratio
+    raise ValueError(f"estimator must be 'k1' or 'k3', got {estimator!r}")
+
+
+def per_token_rewards(
+    scores: Tensor, logprobs: Tensor, ref_logprobs: Tensor, mask: Tensor, kl_coef: float, estimator: str = "k1"
+) -> tuple[Tensor, Tensor]:
+    """The reward of every response token.
+
+    ``r_t = -kl_coef * KL_t`` on every real token, and the sequence's score added at its last
+    real token (the reward model judges the finished response).
+
+    Args:
+        scores: ``[B]`` per-response score (normalised, EOS penalty applied).
+        logprobs, ref_logprobs: ``[B, R]`` sampled tokens' log-probs under policy and reference.
+        mask: ``[B, R]`` 1 on real response tokens (a prefix of each row).
+
+    Returns:
+        ``(rewards, kl)``, both ``[B, R]`` and 0 on padding.
+    """
+    mask = mask.to(logprobs.dtype)
+    kl = kl_per_token(logprobs, ref_logprobs, estimator) * mask
+    rewards = -kl_coef * kl
+    last = mask.sum(-1).long() - 1
+    rewards[torch.arange(len(scores), device=scores.device), last] += scores
+    return rewards, kl
+
+
+def response_advantages(rewards: Tensor, values: Tensor, mask: Tensor, gamma: float, lam: float) -> tuple[Tensor, Tensor]:
+    """GAE over response tokens ``[B, R]`` (the course's :func:`compute_gae`, time on axis 1 here).
+
+    The episode ends at each row's last real token (EOS, or the length limit): nothing is
+    bootstrapped past it and the lambda-recursion stops there, so padding never leaks into a
+    real token's advantage. Entries on padding are meaningless; mask them out.
+
+    Returns:
+        ``(advantages, returns)``, both ``[B, R]``.
+    """
+    last = mask.sum(-1).long() - 1
+    end = torch.zeros_like(rewards)
+    end[torch.arange(len(last), device=last.device), last] = 1.0
+    next_values = torch.cat([values[:, 1:], torch.zeros_like(values[:, :1])], dim=1)
+    advantages, returns = compute_gae(rewards.T, values.T, next_values.T, end.T, end.T, gamma, lam)
+    return advantages.T, returns.T
+
+
+class KLController:
+    """The KL coefficient beta: fixed, or adapted toward a target KL (Ziegler et al. 2019).
+
+    Adaptive: after each step ``beta *= 1 + clip(KL / target - 1, -0.2, 0.2) * n / horizon``
+    where ``n`` is the number of samples in the step: beta grows while the policy drifts
+    further than the target from the reference and shrinks while it stays closer.
+    """
+
+    def __init__(self, init: float, target: float | None = None, horizon: float = 10_000.0):
+        self.value, self.target, self.horizon = float(init), target, horizon
+
+    def update(self, kl: float, n_samples: int) -> None:
+        if self.target is not None:
+            error = float(np.clip(kl / self.target - 1.0, -0.2, 0.2))
+            self.value *= 1.0 + error * n_samples / self.horizon
+
+
+# --------------------------------------------------------------------------- the trainer
+
+
+@dataclass
+class Rollout:
+    """One PPO step's samples on this process (``B`` local prompts, ``R = max_new_tokens``)."""
+
+    input_ids: Tensor
+    """``[B, P + R]`` left-padded prompt followed by the response (pad after EOS)."""
+    attention_mask: Tensor
+    """``[B, P + R]`` 1 on real prompt and response tokens."""
+    mask: Tensor
+    """``[B, R]`` 1 on real response tokens (up to and including the first EOS)."""
+    logprobs: Tensor
+    """``[B, R]`` policy log-probs of the sampled tokens at the time of sampling (temperature-scaled)."""
+    ref_logprobs: Tensor
+    """``[B, R]`` the same under the reference (adapters disabled)."""
+    values: Tensor
+    """``[B, R]`` value estimates at the time of sampling."""
+    scores: Tensor
+    """``[B]`` reward-model scores, normalised, EOS penalty applied."""
+    stats: dict[str, Tensor]
+    """``[B]`` per-sample quantities for the metrics (raw score, gold, length, entropy, ...)."""
+
+
+class PPOTrainer:
+    """PPO-RLHF of a causal language model (policy = base + LoRA) against a reward model.
+
+    Args:
+        policy: the starting policy (the SFT model); it becomes the frozen shared base of
+            :class:`~rlhf.value_head.PolicyValueModel` and, with adapters disabled, the reference.
+        tokenizer: the policy's tokenizer (EOS and a distinct pad token).
+        reward_model: ``AutoModelForSequenceClassification`` with one output (frozen).
+        reward_tokenizer: its tokenizer; when it differs from ``tokenizer`` the responses are
+            re-tokenised (with a warning).
+        prompts: the training prompts; each step samples ``batch_size`` of them.
+        config: hyperparameters (``PPOConfig()`` if None).
+        seed: seeds every random choice (prompts, samples, minibatches).
+        gold_fn: optional ground truth, ``texts -> scores`` on whole texts (prompt + response),
+            logged as ``reward/gold`` and never used for training (chapter 8's gold rater).
+        accelerator: an ``accelerate.Accelerator`` (a default one if None: CPU or one GPU, or
+            whatever ``accelerate launch`` set up).
+        checkpoint_dir: where checkpoints go (``step-NNNNNN/``), needed for ``checkpoint_every``
+            and for the checkpoint written when a NaN/inf stops training.
+    """
+
+    def __init__(
+        self,
+        policy: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase,
+        reward_model: PreTrainedModel,
+        reward_tokenizer: PreTrainedTokenizerBase,
+        prompts: Sequence[str],
+        config: PPOConfig | None = None,
+        *,
+        seed: int = 0,
+        gold_fn: Callable[[list[str]], np.ndarray] | None = None,
+        accelerator: Accelerator | None = None,
+        checkpoint_dir: str | os.PathLike | None = None,
+    ):
+        if tokenizer.pad_token_id is None or tokenizer.pad_token_id == tokenizer.eos_token_id:
+            raise ValueError(
+                "the policy tokenizer needs a pad token distinct from EOS (otherwise a real EOS looks like "
+                "padding); add one, e.g. tokenizer.add_special_tokens({'pad_token': '<|pad|>'})"
+            )
+        config = config or PPOConfig()
+        if config.checkpoint_every and checkpoint_dir is None:
+            raise ValueError("config.checkpoint_every > 0 needs a checkpoint_dir")
+        self.config, self.seed, self.tokenizer, self.gold_fn = config, seed, tokenizer, gold_fn
+        self.accelerator = accelerator or Accelerator()
+        self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
+        world = self.accelerator.num_processes
+        if config.batch_size % (world * config.num_minibatches):
+            raise ValueError(
+                f"batch_size ({config.batch_size}) must be a multiple of num_minibatches x num_processes "
+                f"({config.num_minibatches} x {world})"
+            )
+        self.local_batch_size = config.batch_size // world
+        self.minibatch_size = self.local_batch_size // config.num_minibatches
+
+        context = getattr(policy.config, "max_position_embeddings", None)
+        self.max_prompt_length = config.max_prompt_length
+        if context is not None:
+            if config.max_new_tokens >= context:
+                raise ValueError(f"max_new_tokens ({config.max_new_tokens}) must be below the context window ({context})")
+            self.max_prompt_length = min(self.max_prompt_length, context - config.max_new_tokens)
+        self.prompts = list(prompts)
+        self.prompt_ids = tokenize_prompts(tokenizer, self.prompts, self.max_prompt_length, config.truncate_prompts)
+
+        model = PolicyValueModel(policy, config.lora_config())
+        optimizer = torch.optim.Adam(model.trainable_parameters(), lr=config.learning_rate, eps=config.adam_eps)
+        self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
+        total = config.total_steps
+        schedule = (lambda s: max(0.0, 1.0 - s / total)) if config.lr_schedule == "linear" else (lambda s: 1.0)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, schedule)
+        self.scorer = RewardScorer(reward_model.to(self.accelerator.device), reward_tokenizer, tokenizer)
+        self.kl_ctl = KLController(config.kl_coef, config.kl_target, config.kl_horizon)
+        self.reward_mean, self.reward_std = 0.0, 1.0
+        self.reward_stats_ready = not config.normalize_reward
+        self.step_count = 0
+        self.history: dict[str, list[float]] = {}
+
+    # ------------------------------------------------------------------ helpers
+
+    @property
+    def policy_value(self) -> PolicyValueModel:
+        """The model without its distributed wrapper (for sampling and no-grad scoring)."""
+        return self.accelerator.unwrap_model(self.model)
+
+    def _check_finite(self, name: str, value: Tensor) -> None:
+        """Stop (on every process at once) if ``value`` holds a NaN or inf on any process."""
+        total = self.accelerator.reduce(value.detach().float().sum().reshape(1), reduction="sum")
+        check_finite(name, total, self.step_count)
+
+    def _gather(self, x: Tensor) -> Tensor:
+        return self.accelerator.gather(x.contiguous())
+
+    def _local_rows(self, x: Tensor) -> Tensor:
+        """This process's rows of a gathered ``[B_global, ...]`` tensor."""
+        start = self.accelerator.process_index * self.local_batch_size
+        return x[start : start + self.local_batch_size]
+
+    def _prompt_indices(self, step: int) -> np.ndarray:
+        """This step's global batch of prompt indices (a function of seed and step), and this process's share."""
+        rng = np.random.default_rng([self.seed, _TRAIN_STREAM, step])
+        n = len(self.prompts)
+        batch = rng.choice(n, self.config.batch_size, replace=n < self.config.batch_size)
+        return self._local_rows(batch)
+
+    def _encode(self, indices: Sequence[int]) -> tuple[Tensor, Tensor]:
+        input_ids, attention_mask = left_pad([self.prompt_ids[i] for i in indices], self.tokenizer.pad_token_id)
+        return input_ids.to(self.accelerator.device), attention_mask.to(self.accelerator.device)
+
+    def _sample(self, indices: Sequence[int], stream: int, step: int, adapter: str | None) -> tuple[Tensor, ...]:
+        """Sample responses for the prompts ``indices``: ``(query_ids, query_mask, responses, sample_logprobs)``."""
+        query_ids, query_mask = self._encode(indices)
+        uniforms = sampling_uniforms(self.seed, stream, step, indices, self.config.max_new_tokens)
+        with self.policy_value.adapter(adapter) as lm:
+            responses, logprobs = sample_tokens(
+                lm, query_ids, query_mask, uniforms, self.config.temperature,
+                self.tokenizer.eos_token_id, self.tokenizer.pad_token_id,
+            )
+        return query_ids, query_mask, responses, logprobs
+
+    def _texts(self, query_ids: Tensor, query_mask: Tensor, responses: Tensor, mask: Tensor) -> list[str]:
+        """Whole texts (prompt + response, special tokens dropped), as a reader sees them."""
+        return [
+            self.tokenizer.decode(torch.cat([q[qm.bool()], r[m.bool()]]), skip_special_tokens=True)
+            for q, qm, r, m in zip(query_ids, query_mask, responses, mask)
+        ]
+
+    # ------------------------------------------------------------------ reward normalisation
+
+    @torch.no_grad()
+    def compute_reward_statistics(self) -> None:
+        """Mean and std of the reward model's scores of the reference policy's samples
+        (``reward_norm_samples`` of them, over all processes), used to normalise every later score."""
+        n_global = math.ceil(self.config.reward_norm_samples / self.config.batch_size) * self.config.batch_size
+        rng = np.random.default_rng([self.seed, _REWARD_STATS_STREAM])
+        everything = rng.choice(len(self.prompts), n_global, replace=len(self.prompts) < n_global)
+        scores = []
+        for chunk, start in enumerate(range(0, n_global, self.config.batch_size)):
+            indices = self._local_rows(everything[start : start + self.config.batch_size])
+            query_ids, query_mask, responses, _ = self._sample(indices, _REWARD_STATS_STREAM, chunk, adapter=None)
+            scores.append(self.scorer(query_ids, query_mask, responses, response_mask(responses, self.tokenizer.eos_token_id)))
+        scores = self._gather(torch.cat(scores))
+        self._check_finite("reward-model score of the reference samples", scores)
+        self.reward_mean, self.reward_std = scores.mean().item(), scores.std().clamp_min(1e-6).item()
+        self.reward_stats_ready = True
+
+    # ------------------------------------------------------------------ 1. rollout
+
+    @torch.no_grad()
+    def rollout(self, step: int) -> Rollout:
+        """Sample this step's responses and score them (no gradients anywhere)."""
+        cfg, model = self.config, self.policy_value
+        indices = self._prompt_indices(step)
+        query_ids, query_mask, responses, sample_logprobs = self._sample(indices, _TRAIN_STREAM, step, POLICY)
+        mask = response_mask(responses, self.tokenizer.eos_token_id)
+        input_ids = torch.cat([query_ids, responses], dim=1)
+        attention_mask = torch.cat([query_mask, mask], dim=1)
+        R = responses.shape[1]
+
+        # Score every token in minibatch-sized chunks (the shapes the PPO update will use).
+        parts: dict[str, list[Tensor]] = {"logprobs": [], "entropy": [], "values": [], "ref_logprobs": []}
+        for rows in torch.arange(len(indices)).split(self.minibatch_size):
+            logprobs, entropy, values = model(input_ids[rows], attention_mask[rows], R, cfg.temperature)
+            ref_logprobs, _ = model.response_logprobs(input_ids[rows], attention_mask[rows], R, cfg.temperature, adapter=None)
+            for key, value in zip(parts, (logprobs, entropy, values, ref_logprobs)):
+                parts[key].append(value)
+        logprobs, entropy, values, ref_logprobs = (torch.cat(parts[k]) for k in parts)
+        raw_scores = self.scorer(query_ids, query_mask, responses, mask)
+        for name, value in (("policy log-probs", logprobs), ("reference log-probs", ref_logprobs),
+                            ("values", values), ("reward-model score", raw_scores)):
+            self._check_finite(name, value)
+
+        scores = (raw_scores - self.reward_mean) / self.reward_std
+        has_eos = (responses == self.tokenizer.eos_token_id).any(dim=1)
+        if cfg.missing_eos_penalty is not None:
+            scores = torch.where(has_eos, scores, scores - cfg.missing_eos_penalty)
+        maskf = mask.float()
+        stats = {
+            "raw_score": raw_scores,
+            "score": (raw_scores - self.reward_mean) / self.reward_std,
+            "length": maskf.sum(1),
+            "no_eos": (~has_eos).float(),
+            "entropy_sum": (entropy * maskf).sum(1),
+            "nll_sum": -(logprobs * maskf).sum(1),
+            "kl_k1": (kl_per_token(logprobs, ref_logprobs, "k1") * maskf).sum(1),
+            "kl_k3": (kl_per_token(logprobs, ref_logprobs, "k3") * maskf).sum(1),
+            "logprob_gap": ((sample_logprobs - logprobs).abs() * maskf).amax(1),
+        }
+        if self.gold_fn is not None:
+            gold = self.gold_fn(self._texts(query_ids, query_mask, responses, mask))
+            stats["gold"] = torch.as_tensor(np.asarray(gold, dtype=np.float32), device=scores.device)
+        return Rollout(input_ids, attention_mask, mask, logprobs, ref_logprobs, values, scores, stats)
+
+    # ------------------------------------------------------------------ 4. PPO epochs
+
+    def ppo_update(self, batch: Rollout, advantages: Tensor, returns: Tensor, step: int) -> dict[str, float]:
+        """``ppo_epochs`` passes over shuffled minibatches; returns the averaged training statistics.
+
+        Each process averages its loss over its own tokens; weighting it by its share of the
+        minibatch's tokens (DDP then averages gradients over processes) makes the gradient the
+        token-mean over the whole minibatch, whatever the number of processes.
+        """
+        cfg, acc = self.config, self.accelerator
+        R = batch.mask.shape[1]
+        world = acc.num_processes
+        sums: dict[str, Tensor] = {}
+        ratio_dev_at_start = torch.zeros(1, device=acc.device)
+        n_updates = 0
+        for epoch in range(cfg.ppo_epochs):
+            order = np.random.default_rng([self.seed, _MINIBATCH_STREAM, step, epoch]).permutation(self.local_batch_size)
+            for rows in torch.as_tensor(order).split(self.minibatch_size):
+                rows = rows.to(acc.device)
+                mask = batch.mask[rows]
+                logprobs, _, values = self.model(batch.input_ids[rows], batch.attention_mask[rows], R, cfg.temperature)
+                pg_loss, pg_stats = ppo_policy_loss(logprobs, batch.logprobs[rows], advantages[rows], cfg.clip_coef, mask)
+                vf_loss = ppo_value_loss(values, batch.values[rows], returns[rows], cfg.value_clip_coef, mask)
+                loss = pg_loss + cfg.vf_coef * vf_loss
+                self._check_finite("PPO loss", loss)
+                if n_updates == 0:  # before any update the ratio must be exactly 1
+                    ratio_dev_at_start = ((logprobs - batch.logprobs[rows]).abs() * mask).amax().detach().reshape(1)
+
+                n_local = mask.sum().float()
+                share = n_local / acc.reduce(n_local.clone(), reduction="sum")
+                acc.backward(loss * share * world)
+                grad_norm = acc.clip_grad_norm_(self.policy_value.trainable_parameters(), cfg.max_grad_norm)
+                self._check_finite("gradient norm", torch.as_tensor(grad_norm))
+                self.optimizer.step()
+                self.optimizer.zero_grad(set_to_none=True)
+                n_updates += 1
+
+                with torch.no_grad():
+                    mb = {"policy_loss": pg_loss, "value_loss": vf_loss, **pg_stats}
+                    for key, value in mb.items():  # token-weighted: sums to the global token-mean
+                        sums[key] = sums.get(key, 0.0) + value.detach() * share
+                    sums["grad_norm"] = sums.get("grad_norm", 0.0) + torch.as_tensor(grad_norm, device=acc.device) / world
+        stats = {k: (acc.reduce(v.reshape(1), reduction="sum") / n_updates).item() for k, v in sums.items()}
+        stats["ratio_dev_at_start"] = self._gather(ratio_dev_at_start).max().item()
+        return stats
+
+    # ------------------------------------------------------------------ one PPO step
+
+    def step(self) -> dict[str, float]:
+        """One PPO iteration: rollout -> rewards -> advantages -> PPO epochs. Returns its metrics.
+
+        A NaN or inf in the scores, log-probs, values, losses or gradients stops training
+        with a ``FloatingPointError`` naming the quantity and the step, after saving a
+        checkpoint of the state at the fault (the weights are still finite: every check
+        happens before the optimizer step) in ``<checkpoint_dir>/fault-step-NNNNNN``.
+        """
+        try:
+            return self._step()
+        except FloatingPointError as err:
+            if self.checkpoint_dir is None:
+                raise
+            path = self.save_checkpoint(f"fault-step-{self.step_count:06d}")
+            raise FloatingPointError(f"{err} The state at the fault is saved in {path}.") from err
+
+    def _step(self) -> dict[str, float]:
+        cfg, step = self.config, self.step_count
+        start = time.perf_counter()
+        if not self.reward_stats_ready:
+            self.compute_reward_statistics()
+
+        # 1. rollout
+        batch = self.rollout(step)
+        # 2. per-token rewards: -beta * KL on every token, the score at the last one
+        rewards, kl = per_token_rewards(batch.scores, batch.logprobs, batch.ref_logprobs, batch.mask,
+                                        self.kl_ctl.value, cfg.kl_estimator)
+        # 3. advantages over response tokens, whitened over the global batch
+        advantages, returns = response_advantages(rewards, batch.values, batch.mask, cfg.gamma, cfg.lam)
+        advantages = self._local_rows(masked_whiten(self._gather(advantages), self._gather(batch.mask)))
+        # 4. PPO epochs
+        lr = self.scheduler.get_last_lr()[0]
+        train_stats = self.ppo_update(batch, advantages, returns, step)
+        self.scheduler.step()
+
+        metrics = self._metrics(batch, rewards, returns, train_stats)
+        metrics["ppo/lr"] = lr
+        metrics["kl/coef"] = self.kl_ctl.value
+        self.kl_ctl.update(metrics[f"kl/{cfg.kl_estimator}"], cfg.batch_size)
+        metrics["time/step_seconds"] = time.perf_counter() - start
+        self.step_count += 1
+        metrics = {"step": float(self.step_count), **metrics}
+        for key, value in metrics.items():
+            self.history.setdefault(key, []).append(value)
+        if cfg.checkpoint_every and self.step_count % cfg.checkpoint_every == 0:
+            self.save_checkpoint()
+        return metrics
+
+    def _metrics(self, batch: Rollout, rewards: Tensor, returns: Tensor, train_stats: dict[str, float]) -> dict[str, float]:
+        """Means over the global batch of everything worth watching."""
+        s = {k: self._gather(v) for k, v in batch.stats.items()}
+        tokens = s["length"].sum()
+        metrics = {
+            "reward/proxy": s["score"].mean().item(),
+            "reward/proxy_raw": s["raw_score"].mean().item(),
+            "reward/total": self._gather(rewards.sum(1)).mean().item(),
+            "kl/k1": s["kl_k1"].mean().item(),
+            "kl/k3": s["kl_k3"].mean().item(),
+            "policy/entropy": (s["entropy_sum"].sum() / tokens).item(),
+            "policy/perplexity": math.exp((s["nll_sum"].sum() / tokens).item()),
+            "policy/response_length": s["length"].mean().item(),
+            "policy/no_eos_fraction": s["no_eos"].mean().item(),
+            "rollout/logprob_gap": s["logprob_gap"].max().item(),
+            "ppo/value_explained_variance": explained_variance(
+                self._gather(batch.values), self._gather(returns), self._gather(batch.mask)
+            ),
+        }
+        if "gold" in s:
+            metrics["reward/gold"] = s["gold"].mean().item()
+        metrics.update({f"ppo/{k}": v for k, v in train_stats.items()})
+        return metrics
+
+    # ------------------------------------------------------------------ training loop
+
+    def train(
+        self,
+        n_steps: int | None = None,
+        progress: bool = True,
+        callback: Callable[[PPOTrainer, dict[str, float]], None] | None = None,
+    ) -> dict[str, np.ndarray]:
+        """Run ``n_steps`` PPO steps (default: up to ``config.total_steps``); returns the history.
+
+        ``callback(trainer, metrics)`` runs after every step (e.g. a live plot).
+        """
+        n_steps = self.config.total_steps - self.step_count if n_steps is None else n_steps
+        bar = progress_bar(n_steps, enabled=progress and self.accelerator.is_main_process, desc="PPO")
+        try:
+            for _ in range(n_steps):
+                metrics = self.step()
+                postfix = {"proxy": metrics["reward/proxy"], "kl": metrics["kl/k1"]}
+                if "reward/gold" in metrics:
+                    postfix["gold"] = metrics["reward/gold"]
+                bar.set_postfix({k: f"{v:.3f}" for k, v in postfix.items()})
+                bar.update()
+                if callback is not None:
+                    callback(self, metrics)
+        finally:
+            bar.close()
+        return self.history_arrays()
+
+    def history_arrays(self) -> dict[str, np.ndarray]:
+        """The metrics of every step so far, one numpy array per metric."""
+        return {k: np.asarray(v, dtype=np.float64) for k, v in self.history.items()}
+
+    @torch.no_grad()
+    def generate(self, prompts: Sequence[str], reference: bool = False, seed: int = 0) -> list[str]:
+        """Sample one response (text, special tokens dropped) per prompt from the current policy,
+        or from the reference with ``reference=True``; the samples depend on ``seed`` and the
+        prompt's position only. Runs on this process alone."""
+        ids = tokenize_prompts(self.tokenizer, prompts, self.max_prompt_length, self.config.truncate_prompts)
+        responses = []
+        for start in range(0, len(ids), self.local_batch_size):
+            rows = list(range(start, min(start + self.local_batch_size, len(ids))))
+            query_ids, query_mask = left_pad([ids[i] for i in rows], self.tokenizer.pad_token_id)
+            uniforms = sampling_uniforms(seed, _GENERATE_STREAM, 0, rows, self.config.max_new_tokens)
+            with self.policy_value.adapter(None if reference else POLICY) as lm:
+                tokens, _ = sample_tokens(
+                    lm, query_ids.to(self.accelerator.device), query_mask.to(self.accelerator.device), uniforms,
+                    self.config.temperature, self.tokenizer.eos_token_id, self.tokenizer.pad_token_id,
+                )
+            responses += self.tokenizer.batch_decode(tokens, skip_special_tokens=True)
+        return responses
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def save_checkpoint(self, name: str | None = None) -> Path:
+        """Write ``<checkpoint_dir>/<name>`` (default ``step-NNNNNN``) and keep the last
+        ``keep_checkpoints`` step checkpoints.
+
+        The checkpoint holds the trained weights (both LoRA adapters and the value head),
+        optimizer, scheduler, KL coefficient, reward statistics, step, history, config, and
+        every process's RNG states; the policy adapter also goes to ``policy_adapter/`` in
+        peft's format (``PeftModel.from_pretrained(base, .../policy_adapter/policy)``). It is
+        written into a temporary directory renamed into place when complete, so an
+        interrupted save never damages the previous checkpoint.
+        """
+        if self.checkpoint_dir is None:
+            raise ValueError("this trainer has no checkpoint_dir; pass checkpoint_dir= to PPOTrainer")
+        acc = self.accelerator
+        final = self.checkpoint_dir / (name or f"step-{self.step_count:06d}")
+        tmp = self.checkpoint_dir / f".{final.name}.tmp"
+        if acc.is_main_process:
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir(parents=True)
+        acc.wait_for_everyone()
+        save_checkpoint(tmp / f"rng-{acc.process_index}.pt")
+        if acc.is_main_process:
+            save_checkpoint(
+                tmp / "state.pt",
+                model=self.policy_value.trainable_state_dict(),
+                optimizer=self.optimizer.state_dict(),
+                scheduler=self.scheduler.state_dict(),
+                step=self.step_count,
+                kl_coef=self.kl_ctl.value,
+                reward_stats=[self.reward_mean, self.reward_std, self.reward_stats_ready],
+                history=self.history,
+                config=dataclasses.asdict(self.config),
+                seed=self.seed,
+                num_processes=acc.num_processes,
+            )
+            self.policy_value.model.save_pretrained(tmp / "policy_adapter", selected_adapters=[POLICY])
+        acc.wait_for_everyone()
+        if acc.is_main_process:
+            if final.exists():  # e.g. a second fault checkpoint at the same step
+                shutil.rmtree(final)
+            os.replace(tmp, final)
+            for old in sorted(self.checkpoint_dir.glob("step-*"))[: -self.config.keep_checkpoints]:
+                shutil.rmtree(old)
+        acc.wait_for_everyone()
+        return final
+
+    def load_checkpoint(self, path: str | os.PathLike) -> None:
+        """Continue from a checkpoint written by :meth:`save_checkpoint` (same config and processes)."""
+        path = Path(path)
+        state = load_checkpoint(path / "state.pt", map_location=self.accelerator.device)
+        if state["config"] != dataclasses.asdict(self.config) or state["seed"] != self.seed:
+            raise ValueError(
+                f"{path} was written with a different config or seed; resume with the same settings "
+                "(compare state['config'] from rl_basics.agents.core.load_checkpoint)"
+            )
+        if state["num_processes"] != self.accelerator.num_processes:
+            raise ValueError(f"{path} was written by {state['num_processes']} processes; "
+                             f"resume with the same number (this run has {self.accelerator.num_processes})")
+        self.policy_value.load_trainable_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.step_count = int(state["step"])
+        self.kl_ctl.value = float(state["kl_coef"])
+        self.reward_mean, self.reward_std, self.reward_stats_ready = state["reward_stats"]
+        self.history = {k: list(v) for k, v in state["history"].items()}
+        load_checkpoint(path / f"rng-{self.accelerator.process_index}.pt", restore_rng=True)
+
+
+def latest_checkpoint(checkpoint_dir: str | os.PathLike) -> Path | None:
+    """The newest complete ``step-NNNNNN`` checkpoint in ``checkpoint_dir`` (None if there is none)."""
+    found = sorted(Path(checkpoint_dir).glob("step-*"))
+    return found[-1] if found else None
+
+
+__all__ = [
+    "KLController",
+    "PPOConfig",
+    "PPOTrainer",
+    "Rollout",
+    "kl_per_token",
+    "latest_checkpoint",
+    "per_token_rewards",
+    "response_advantages",
+]
