@@ -229,18 +229,19 @@ def check_greedy_policy(fn: Callable, *, seed: int | None = None) -> None:
         if wrong.any():
             s = int(np.argwhere(wrong)[0][0])
             chosen = np.flatnonzero(pi[s] > 1e-9).tolist()
-            hint = _greedy_hint(model, V, gamma, s, chosen)
+            hint = _greedy_hint(model, V, gamma, pi > 1e-9)
             raise CheckFailed(f"policy improvement: in state {s} you choose action(s) {chosen} with "
                               f"Q(s, .) = {np.round(q[s], 4).tolist()}; the greedy actions are "
                               f"{np.flatnonzero(best[s]).tolist()}. Hint: {hint}" + where)
     print(f"✓ policy improvement: correct on all {len(cases)} test cases, random ones from seed {seed}.")
 
 
-def _greedy_hint(model, V, gamma, s, chosen) -> str:
+def _greedy_hint(model, V, gamma, support) -> str:
+    """Which known mistake explains the learner's choices in *every* state (support: (S, A) bool)."""
     from rl_basics import dp
 
     def picks(q):
-        return set(chosen) <= set(np.flatnonzero(q[s] >= q[s].max() - 1e-9))
+        return not (support & ~(q >= q.max(1, keepdims=True) - 1e-9)).any()
 
     if picks(-dp.q_from_v(model, V, gamma)):
         return "you pick the worst action: use argmax, not argmin."
@@ -745,8 +746,10 @@ def check_ppo_value_loss(fn: Callable, *, seed: int | None = None) -> None:
     cases = []
     for N, eps in ((16, 0.2), (30, 0.5)):
         old = rng.normal(size=N)
-        cases.append(Case(f"random batch of {N}, clip_coef={eps}",
-                          (f(old + rng.normal(scale=0.5, size=N)), f(old), f(old + rng.normal(size=N)), eps)))
+        change = rng.normal(scale=0.5, size=N)
+        # half the returns lie beyond the new value in the direction it moved: there clipping binds
+        returns = old + np.where(np.arange(N) % 2 == 0, change * rng.uniform(1.2, 3.0, size=N), rng.normal(size=N))
+        cases.append(Case(f"random batch of {N}, clip_coef={eps}", (f(old + change), f(old), f(returns), eps)))
     cases.append(Case("edge case: the new values moved far from the old ones (clipped)",
                       (f([2.0, -2.0]), f([0.0, 0.0]), f([3.0, -3.0]), 0.2)))
     cases.append(Case("edge case: values_new == values_old (no clipping effect)", (f([1.0, 2.0]), f([1.0, 2.0]), f([0.0, 4.0]), 0.2)))

@@ -472,7 +472,7 @@ def make_stub(source: str, where: str = "exercise cell") -> str:
             function whose body starts on its ``def`` line, or the result is not valid Python.
     """
     lines = source.splitlines()
-    if any(line.strip() == BEGIN_SOLUTION for line in lines):
+    if any(line.strip() in (BEGIN_SOLUTION, END_SOLUTION) for line in lines):
         stub = _stub_regions(lines, where)
     else:
         stub = _stub_functions(source, lines, where)
