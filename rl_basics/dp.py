@@ -152,24 +152,26 @@ def finite_horizon_values(mdp, horizon: int, gamma: float = 1.0, policy: np.ndar
     if int(horizon) != horizon or horizon < 0:
         raise ValueError(f"horizon must be a non-negative integer, got {horizon!r}")
     V = np.zeros(model.n_states)
-    if policy is None:
-        for _ in range(int(horizon)):
-            V = np.where(model.action_mask, _lookahead(model, V, gamma), -np.inf).max(axis=1)
-        return V
-    r_pi, c_pi = _policy_matrices(model, _check_policy(model, policy))
+    if policy is not None:
+        r_pi, c_pi = _policy_matrices(model, _check_policy(model, policy))
     for _ in range(int(horizon)):
-        V, _ = _expectation_sweep(r_pi, c_pi, V, gamma, in_place=False)
+        if policy is None:
+            V, _ = _optimality_sweep(model, V, gamma, in_place=False)
+        else:
+            V, _ = _expectation_sweep(r_pi, c_pi, V, gamma, in_place=False)
     return V
 
 
 def greedy_policy(
-    model, V: np.ndarray, gamma: float, tol: float = 1e-6, ties: Literal["first", "uniform"] = "first"
+    model, V: np.ndarray, gamma: float, tol: float = 1e-9, ties: Literal["first", "uniform"] = "first"
 ) -> np.ndarray:
-    """The policy ``(S, A)`` greedy with respect to ``V``: all probability on actions within ``tol`` of ``max_a Q(s, a)``.
+    """The policy ``(S, A)`` greedy with respect to ``V``: all probability on the actions tied for ``max_a Q(s, a)``.
 
     Args:
-        tol: absolute tolerance on ``Q`` under which two actions count as tied; it must exceed
-            the error left in ``V`` (iterative methods stop at ``theta``, not at the exact fixed point).
+        tol: relative tolerance: action ``a`` counts as tied for the best when
+            ``Q(s, a) >= max_b Q(s, b) - tol * |max_b Q(s, b)|``. It should exceed the relative
+            error left in ``V`` (iterative methods stop at ``theta``, not at the exact fixed point);
+            relative, so that it means the same for values of size 1e-8 and 1e2.
         ties: ``"first"`` puts probability 1 on the tied action with the smallest index (a
             deterministic policy; in the gambler's problem, the smallest stake), ``"uniform"``
             spreads it equally over all tied actions (what Sutton & Barto's Figure 4.1 draws).
@@ -185,7 +187,7 @@ def policy_iteration(
     eval_sweeps: int | None = None,
     initial_policy: np.ndarray | None = None,
     max_iterations: int = 10_000,
-    tol: float = 1e-6,
+    tol: float = 1e-9,
 ) -> tuple[np.ndarray, np.ndarray, dict]:
     """Policy iteration: evaluate the policy, make it greedy, repeat until the policy is stable.
 
@@ -194,9 +196,9 @@ def policy_iteration(
     (generalized policy iteration; with ``k = 1`` every round after the first is a value-iteration sweep), and the
     loop also waits for the values to settle (a sweep changing them by less than ``theta``).
 
-    Improvement keeps a state's current action when it is still among the greedy ones
-    (within ``tol``), so ties cannot make the policy flip back and forth forever; otherwise it
-    takes the greedy action of smallest index.
+    Improvement keeps a state's current action when it is still among the greedy ones (within
+    the relative tolerance ``tol``, see :func:`greedy_policy`), so ties cannot make the policy
+    flip back and forth forever; otherwise it takes the greedy action of smallest index.
 
     Returns:
         ``(V, policy, info)``: values ``(S,)``, a deterministic policy ``(S, A)``, and ``info``
@@ -223,7 +225,7 @@ def policy_iteration(
             info["evaluation_sweeps"] += int(eval_sweeps)
             settled = delta < theta
         q = np.where(model.action_mask, _lookahead(model, V, gamma), -np.inf)
-        greedy = q >= q.max(axis=1, keepdims=True) - tol
+        greedy = _tied_for_best(q, tol)
         keep = (policy * ~greedy).sum(axis=1) < 1e-12  # the current action(s) are all greedy
         new_policy = np.where(keep[:, None], policy, _greedy_from_q(q, tol, "first"))
         info["n_iterations"] = iteration
@@ -242,14 +244,17 @@ def value_iteration(
     gamma: float,
     theta: float = 1e-8,
     max_sweeps: int = 100_000,
-    tol: float = 1e-6,
+    tol: float = 1e-9,
     ties: Literal["first", "uniform"] = "first",
+    in_place: bool = False,
     history: list[np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, dict]:
     """Value iteration: ``V <- max_a Q(s, a)`` until a sweep changes no value by ``theta``, then act greedily.
 
     Args:
         tol, ties: how the greedy policy treats tied actions (see :func:`greedy_policy`).
+        in_place: update state by state within a sweep, in state order (as in Sutton & Barto's
+            pseudocode), instead of computing every state from the previous sweep's values.
         history: if a list is given, ``V_0 = 0, V_1, ...`` (copies) are appended to it.
 
     Returns:
@@ -264,9 +269,8 @@ def value_iteration(
         history.append(V.copy())
     deltas = []
     for sweep in range(1, max_sweeps + 1):
-        new_V = np.where(model.action_mask, _lookahead(model, V, gamma), -np.inf).max(axis=1)
-        deltas.append(float(np.abs(new_V - V).max()))
-        V = new_V
+        V, delta = _optimality_sweep(model, V, gamma, in_place)
+        deltas.append(delta)
         if history is not None:
             history.append(V.copy())
         if deltas[-1] < theta:
@@ -299,26 +303,47 @@ def _expectation_sweep(
     r_pi: np.ndarray, c_pi: np.ndarray, V: np.ndarray, gamma: float, in_place: bool
 ) -> tuple[np.ndarray, float]:
     """One sweep of ``V <- r_pi + gamma C_pi V``; returns the new ``(S,)`` values and the largest change."""
+    return _sweep(V, lambda states, V: r_pi[states] + gamma * (c_pi[states] @ V), in_place)
+
+
+def _optimality_sweep(model: TabularModel, V: np.ndarray, gamma: float, in_place: bool) -> tuple[np.ndarray, float]:
+    """One sweep of ``V <- max_a [r(s, a) + gamma C[s, a] V]`` over available actions; returns ``(V, largest change)``."""
+
+    def backup(states, V):
+        q = model.rewards[states] + gamma * (model.continuation[states] @ V)
+        return np.where(model.action_mask[states], q, -np.inf).max(axis=-1)
+
+    return _sweep(V, backup, in_place)
+
+
+def _sweep(V: np.ndarray, backup, in_place: bool) -> tuple[np.ndarray, float]:
+    """Apply ``backup(states, V) -> new values of states`` to every state: all at once, or one by one in place."""
     if not in_place:
-        new_V = r_pi + gamma * (c_pi @ V)
+        new_V = backup(slice(None), V)
         return new_V, float(np.abs(new_V - V).max())
     V = V.copy()
     delta = 0.0
     for s in range(V.size):
         old = V[s]
-        V[s] = r_pi[s] + gamma * (c_pi[s] @ V)
+        V[s] = backup(s, V)
         delta = max(delta, abs(V[s] - old))
-    return V, delta
+    return V, float(delta)
 
 
 def _greedy_from_q(q: np.ndarray, tol: float, ties: str) -> np.ndarray:
     """Greedy policy ``(S, A)`` from ``q`` (``-inf`` for unavailable actions)."""
     if ties not in ("first", "uniform"):
         raise ValueError(f"ties must be 'first' or 'uniform', got {ties!r}")
-    greedy = q >= q.max(axis=1, keepdims=True) - tol
+    greedy = _tied_for_best(q, tol)
     if ties == "uniform":
         return greedy / greedy.sum(axis=1, keepdims=True)
     return np.eye(q.shape[1])[greedy.argmax(axis=1)]
+
+
+def _tied_for_best(q: np.ndarray, tol: float) -> np.ndarray:
+    """``(S, A)`` bool: the actions whose ``q`` is within the relative tolerance ``tol`` of the state's best."""
+    best = q.max(axis=1, keepdims=True)
+    return q >= best - tol * np.abs(best)
 
 
 def _never_terminating(c_pi: np.ndarray) -> np.ndarray:

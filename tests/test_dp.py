@@ -97,6 +97,14 @@ def test_in_place_evaluation_needs_fewer_sweeps(grid):
     np.testing.assert_allclose(V_inplace.reshape(4, 4), V_RANDOM, atol=1e-4)
 
 
+def test_in_place_value_iteration_agrees_and_needs_fewer_sweeps(gambler):
+    V_sync, pi_sync, info_sync = dp.value_iteration(gambler, 1.0, theta=1e-12, tol=1e-9)
+    V_inplace, pi_inplace, info_inplace = dp.value_iteration(gambler, 1.0, theta=1e-12, tol=1e-9, in_place=True)
+    np.testing.assert_allclose(V_inplace, V_sync, atol=1e-10)
+    np.testing.assert_array_equal(pi_inplace, pi_sync)
+    assert info_inplace["n_sweeps"] < info_sync["n_sweeps"]
+
+
 def _is_greedy(model, policy, V, gamma, tol=1e-6):
     q = dp.q_from_v(model, V, gamma)
     greedy = q >= q.max(axis=1, keepdims=True) - tol
