@@ -193,8 +193,9 @@ def policy_iteration(
 
     With ``eval_sweeps=None`` each evaluation is exact (:func:`solve_policy_exact`). With an
     integer ``k`` it is truncated to ``k`` synchronous sweeps started from the previous values
-    (generalized policy iteration; with ``k = 1`` every round after the first is a value-iteration sweep), and the
-    loop also waits for the values to settle (a sweep changing them by less than ``theta``).
+    (generalized policy iteration; with ``k = 1`` every round after the first is a sweep of
+    value iteration), and the loop also waits for the values to settle (a sweep changing them
+    by less than ``theta``).
 
     Improvement keeps a state's current action when it is still among the greedy ones (within
     the relative tolerance ``tol``, see :func:`greedy_policy`), so ties cannot make the policy
@@ -224,7 +225,7 @@ def policy_iteration(
                 V, delta = _expectation_sweep(r_pi, c_pi, V, gamma, in_place=False)
             info["evaluation_sweeps"] += int(eval_sweeps)
             settled = delta < theta
-        q = np.where(model.action_mask, _lookahead(model, V, gamma), -np.inf)
+        q = q_from_v(model, V, gamma)
         greedy = _tied_for_best(q, tol)
         keep = (policy * ~greedy).sum(axis=1) < 1e-12  # the current action(s) are all greedy
         new_policy = np.where(keep[:, None], policy, _greedy_from_q(q, tol, "first"))
@@ -273,13 +274,13 @@ def value_iteration(
         deltas.append(delta)
         if history is not None:
             history.append(V.copy())
-        if deltas[-1] < theta:
+        if delta < theta:
             policy = greedy_policy(model, V, gamma, tol=tol, ties=ties)
             return V, policy, {"n_sweeps": sweep, "deltas": np.array(deltas)}
-        if not np.isfinite(deltas[-1]):
+        if not np.isfinite(delta):
             break
     raise ValueError(
-        f"value iteration did not converge in {max_sweeps} sweeps (last change {deltas[-1]:.3g}, gamma {gamma:g}); "
+        f"value iteration did not converge in {max_sweeps} sweeps (last change {delta:.3g}, gamma {gamma:g}); "
         "with gamma = 1 the optimal return must be finite (every good policy eventually terminates), else use gamma < 1"
     )
 
@@ -307,7 +308,7 @@ def _expectation_sweep(
 
 
 def _optimality_sweep(model: TabularModel, V: np.ndarray, gamma: float, in_place: bool) -> tuple[np.ndarray, float]:
-    """One sweep of ``V <- max_a [r(s, a) + gamma C[s, a] V]`` over available actions; returns ``(V, largest change)``."""
+    """One sweep of ``V <- max_a [r(s, a) + gamma C[s, a] V]`` (available actions); returns ``(V, largest change)``."""
 
     def backup(states, V):
         q = model.rewards[states] + gamma * (model.continuation[states] @ V)

@@ -14,14 +14,18 @@ single action 0 (stake nothing); in the other states only the legal stakes are l
 from __future__ import annotations
 
 
-def gamblers_problem(p_heads: float = 0.4, goal: int = 100) -> dict[int, dict[int, list[tuple[float, int, float, bool]]]]:
+Outcome = tuple[float, int, float, bool]
+"""``(prob, next_state, reward, terminated)``."""
+
+
+def gamblers_problem(p_heads: float = 0.4, goal: int = 100) -> dict[int, dict[int, list[Outcome]]]:
     """The model ``P[s][a] = [(prob, next_state, reward, terminated), ...]`` for capitals ``0..goal``."""
     if not 0.0 <= p_heads <= 1.0:
         raise ValueError(f"p_heads must be a probability in [0, 1], got {p_heads!r}")
     if int(goal) != goal or goal < 2:
         raise ValueError(f"goal must be an integer >= 2, got {goal!r}")
     goal = int(goal)
-    P: dict[int, dict[int, list[tuple[float, int, float, bool]]]] = {
+    P: dict[int, dict[int, list[Outcome]]] = {
         0: {0: [(1.0, 0, 0.0, True)]},
         goal: {0: [(1.0, goal, 0.0, True)]},
     }

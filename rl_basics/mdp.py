@@ -67,13 +67,16 @@ class TabularModel:
         self.terminations = np.asarray(self.terminations, dtype=float)
         if self.terminations.shape != self.transitions.shape:
             raise ValueError(
-                f"terminations must have the shape of transitions {self.transitions.shape}, got {self.terminations.shape}"
+                f"terminations must have the shape of transitions {self.transitions.shape}, "
+                f"got {self.terminations.shape}"
             )
         if self.action_mask is None:
             self.action_mask = np.ones((n_states, n_actions), dtype=bool)
         self.action_mask = np.asarray(self.action_mask, dtype=bool)
         if self.action_mask.shape != (n_states, n_actions):
-            raise ValueError(f"action_mask must have shape (S, A) = {(n_states, n_actions)}, got {self.action_mask.shape}")
+            raise ValueError(
+                f"action_mask must have shape (S, A) = {(n_states, n_actions)}, got {self.action_mask.shape}"
+            )
         if not self.action_mask.any(axis=1).all():
             empty = np.flatnonzero(~self.action_mask.any(axis=1)).tolist()
             raise ValueError(f"states {empty} have no available action; give a terminal state a self-loop action")
@@ -89,7 +92,8 @@ class TabularModel:
             s, a = np.argwhere(wrong)[0]
             raise ValueError(
                 f"transition probabilities of state {s}, action {a} sum to {totals[s, a]:.6g}; they must sum to 1 "
-                f"for an available action (and 0 for an unavailable one) — {int(wrong.sum())} (state, action) pairs are wrong"
+                f"for an available action (and 0 for an unavailable one); {int(wrong.sum())} (state, action) "
+                "pairs are wrong"
             )
         self.continuation = np.clip(self.transitions - self.terminations, 0.0, None)
 
@@ -155,7 +159,8 @@ class TabularModel:
                 for outcome in outcomes:
                     if len(outcome) != 4:
                         raise ValueError(
-                            f"P[{s}][{a}] holds {outcome!r}; each outcome must be (prob, next_state, reward, terminated)"
+                            f"P[{s}][{a}] holds {outcome!r}; "
+                            "each outcome must be (prob, next_state, reward, terminated)"
                         )
                     prob, next_state, reward, terminated = outcome
                     if not 0 <= int(next_state) < n_states or int(next_state) != next_state:
@@ -192,12 +197,18 @@ class TabularModel:
             )
         model = cls.from_P(P, n_actions=int(env.action_space.n))
         if model.n_states != env.observation_space.n:
-            raise ValueError(f"{env}: P has {model.n_states} states but the observation space has {env.observation_space.n}")
+            raise ValueError(
+                f"{env}: P has {model.n_states} states but the observation space has {env.observation_space.n}"
+            )
         return model
 
 
 def as_model(mdp: TabularModel | gym.Env | Mapping | Sequence) -> TabularModel:
-    """Return ``mdp`` as a :class:`TabularModel`: a model as is, an env via ``env.unwrapped.P``, a ``P`` dict via :meth:`TabularModel.from_P`."""
+    """Return ``mdp`` as a :class:`TabularModel`.
+
+    A model is returned as is, an env is read through ``env.unwrapped.P`` (:meth:`TabularModel.from_env`),
+    a ``P`` dict (or list) through :meth:`TabularModel.from_P`.
+    """
     if isinstance(mdp, TabularModel):
         return mdp
     if isinstance(mdp, gym.Env):

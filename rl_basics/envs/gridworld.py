@@ -62,7 +62,9 @@ class GridWorld4x4Env(gym.Env):
             starts = [s for s in range(self.observation_space.n) if s not in self.terminal_states]
             start = int(self.np_random.choice(starts))
         elif not self.observation_space.contains(start):
-            raise ValueError(f"options['start_state'] must be a state in 0..{self.observation_space.n - 1}, got {start!r}")
+            raise ValueError(
+                f"options['start_state'] must be a state in 0..{self.observation_space.n - 1}, got {start!r}"
+            )
         self._state = int(start)
         return self._state, {}
 
