@@ -198,7 +198,8 @@ class TabularModel:
         model = cls.from_P(P, n_actions=int(env.action_space.n))
         if model.n_states != env.observation_space.n:
             raise ValueError(
-                f"{env}: P has {model.n_states} states but the observation space has {env.observation_space.n}"
+                f"{env}: P has {model.n_states} states but the observation space has {env.observation_space.n}; "
+                "tabular DP needs the observation to be the state (an aliased or partial observation is not)"
             )
         return model
 

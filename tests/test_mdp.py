@@ -97,6 +97,21 @@ def test_from_env_rejects_non_tabular_envs():
         TabularModel.from_env(_NoModelEnv())
 
 
+class _AliasedEnv(_NoModelEnv):
+    """Two hidden states, one observation (like Sutton & Barto's short corridor): the observation is not the state."""
+
+    observation_space = gym.spaces.Discrete(1)
+    P = {
+        0: {0: [(1.0, 1, 0.0, False)], 1: [(1.0, 0, 0.0, True)]},
+        1: {0: [(1.0, 0, 0.0, True)], 1: [(1.0, 1, 0.0, False)]},
+    }
+
+
+def test_from_env_rejects_an_observation_that_is_not_the_state():
+    with pytest.raises(ValueError, match="P has 2 states but the observation space has 1.*observation to be the state"):
+        TabularModel.from_env(_AliasedEnv())
+
+
 def test_model_validates_array_shapes():
     with pytest.raises(ValueError, match=r"rewards must have shape \(S, A\)"):
         TabularModel(np.full((2, 1, 2), 0.5), np.zeros((2, 2)))
