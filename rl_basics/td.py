@@ -1,0 +1,311 @@
+"""Temporal-difference learning (Sutton & Barto, chapters 6 and 7).
+
+Prediction: :func:`td0_prediction`, :func:`n_step_td_prediction`.
+Control: :func:`sarsa`, :func:`expected_sarsa`, :func:`q_learning`, :func:`double_q_learning`.
+
+Every function takes an env, hyperparameters and a seed, and returns the learned
+table(s) with per-episode statistics. ``n_runs`` independent runs are computed at
+once along a leading *run axis* (one lane per run, see ``rl_basics.tabular``): with
+``n_runs=1`` (the default) the env you pass is stepped; with more runs a vectorised
+simulator of the same env is used (``simulator="vector"``), which is how the course
+averages 100 or 10,000 runs in seconds. It is the same code either way: the update
+lines below act on the runs that are still going, ``i``, with arrays indexed
+``[run, state, action]``.
+
+Tables come back in the observation's shape with the run axis first, squeezed away
+when ``n_runs == 1``: ``Q[s, a]`` for one run, ``Q[run, s, a]`` for many.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import gymnasium as gym
+import numpy as np
+
+from rl_basics.policies import (as_schedule, epsilon_greedy_action, epsilon_greedy_probs, greedy_action,
+                                sample_actions, uniform_policy)
+from rl_basics.tabular import (EpisodeLoop, TabularSpec, check_alpha, check_gamma, check_positive_int,
+                               make_lanes)
+
+
+@dataclass
+class PredictionResult:
+    """What a prediction method learned.
+
+    Attributes:
+        V: state values, ``(*state_shape)`` or ``(n_runs, *state_shape)``.
+        history: ``V`` before the first episode and after each one,
+            ``([n_runs,] n_episodes + 1, *state_shape)``.
+        episode_returns, episode_lengths: ``([n_runs,] n_episodes)``.
+    """
+
+    V: np.ndarray
+    history: np.ndarray
+    episode_returns: np.ndarray
+    episode_lengths: np.ndarray
+
+
+@dataclass
+class ControlResult:
+    """What a control method learned.
+
+    Attributes:
+        Q: action values ``([n_runs,] *state_shape, n_actions)``; for Double Q-learning
+            the sum ``Q1 + Q2`` that its behaviour policy is greedy (epsilon-greedy) on.
+        episode_returns: online sum of rewards of each episode, ``([n_runs,] n_episodes)``.
+        episode_lengths: steps per episode.
+        episode_end_steps: the run's total time-step count when each episode ended
+            (Figure 6.3's x-axis: episodes completed vs time steps).
+        first_actions: the first action of each episode (e.g. "left" from A in Example 6.7).
+        tables: Double Q-learning's two tables ``(Q1, Q2)``; empty otherwise.
+    """
+
+    Q: np.ndarray
+    episode_returns: np.ndarray
+    episode_lengths: np.ndarray
+    episode_end_steps: np.ndarray
+    first_actions: np.ndarray
+    tables: tuple[np.ndarray, ...] = field(default_factory=tuple)
+
+
+def _squeeze(x: np.ndarray, n_runs: int) -> np.ndarray:
+    return x[0] if n_runs == 1 else x
+
+
+def _prediction_setup(env, n_episodes, alpha, gamma, policy, n_runs, seed, simulator):
+    n_episodes = check_positive_int("n_episodes", n_episodes)
+    n_runs = check_positive_int("n_runs", n_runs)
+    alpha, gamma = check_alpha(alpha), check_gamma(gamma)
+    lanes = make_lanes(env, n_runs, seed, simulator)
+    spec = lanes.spec
+    pi = uniform_policy(spec.n_states, spec.n_actions, spec.valid) if policy is None else spec.flatten_policy(policy)
+    return n_episodes, n_runs, alpha, gamma, lanes, spec, pi
+
+
+def _prediction_result(spec: TabularSpec, V, history, loop, n_runs) -> PredictionResult:
+    return PredictionResult(_squeeze(spec.unflatten(V), n_runs), _squeeze(spec.unflatten(history), n_runs),
+                            _squeeze(loop.returns, n_runs), _squeeze(loop.lengths, n_runs))
+
+
+def td0_prediction(env: gym.Env, n_episodes: int, alpha: float, gamma: float = 1.0, policy: np.ndarray | None = None,
+                   v_init: float = 0.0, seed: int = 0, n_runs: int = 1, simulator: str | None = None
+                   ) -> PredictionResult:
+    """Tabular TD(0) evaluation of ``policy``: ``V(S) += alpha * (R + gamma * V(S') - V(S))``.
+
+    Args:
+        policy: ``(*state_shape, n_actions)`` action probabilities; ``None`` = uniform random.
+        v_init: initial value of every non-terminal state (the model's terminal states start
+            at 0; no state is ever bootstrapped from after a ``terminated`` transition).
+    """
+    n_episodes, n_runs, alpha, gamma, lanes, spec, pi = _prediction_setup(
+        env, n_episodes, alpha, gamma, policy, n_runs, seed, simulator)
+    rng = np.random.default_rng(seed)
+    V = np.where(spec.terminal, 0.0, np.full((n_runs, spec.n_states), float(v_init)))
+    history = np.empty((n_runs, n_episodes + 1, spec.n_states))
+    history[:, 0] = V
+    loop = EpisodeLoop(lanes, n_episodes)
+    s = loop.start()
+    while loop.active.size:
+        i = loop.active
+        a = sample_actions(pi[s[i]], rng)
+        s2, r, term, trunc = loop.step(i, a)
+        target = r + gamma * np.where(term, 0.0, V[i, s2])
+        V[i, s[i]] += alpha * (target - V[i, s[i]])
+        s[i] = s2
+        ended = i[term | trunc]
+        history[ended, loop.episode[ended] + 1] = V[ended]
+        restart, s0 = loop.end_episodes(ended)
+        s[restart] = s0
+    return _prediction_result(spec, V, history, loop, n_runs)
+
+
+def n_step_td_prediction(env: gym.Env, n: int, n_episodes: int, alpha: float, gamma: float = 1.0,
+                         policy: np.ndarray | None = None, v_init: float = 0.0, seed: int = 0, n_runs: int = 1,
+                         simulator: str | None = None) -> PredictionResult:
+    """n-step TD evaluation (Sutton & Barto, section 7.1): the link between TD(0) and Monte Carlo.
+
+    ``V(S_tau) += alpha * (G_{tau:tau+n} - V(S_tau))`` with the n-step return
+    ``G = R_{tau+1} + gamma R_{tau+2} + ... + gamma^{n-1} R_{tau+n} + gamma^n V(S_{tau+n})``
+    (no bootstrap term when the episode ends first). ``n = 1`` is TD(0); ``n`` at least the
+    episode length is constant-alpha every-visit Monte Carlo. The same lanes and seed
+    give exactly the trajectories of :func:`td0_prediction` and
+    ``rl_basics.mc.constant_alpha_mc_prediction``.
+    """
+    n = check_positive_int("n", n)
+    n_episodes, n_runs, alpha, gamma, lanes, spec, pi = _prediction_setup(
+        env, n_episodes, alpha, gamma, policy, n_runs, seed, simulator)
+    rng = np.random.default_rng(seed)
+    V = np.where(spec.terminal, 0.0, np.full((n_runs, spec.n_states), float(v_init)))
+    history = np.empty((n_runs, n_episodes + 1, spec.n_states))
+    history[:, 0] = V
+    m = n + 1  # ring buffers hold S_t and R_t at index t mod (n + 1)
+    S_buf = np.zeros((n_runs, m), dtype=np.int64)
+    R_buf = np.zeros((n_runs, m))
+    t = np.zeros(n_runs, dtype=np.int64)          # time step within the episode
+    T = np.full(n_runs, np.iinfo(np.int64).max)   # episode length, once known
+    powers = gamma ** np.arange(n + 1)
+    loop = EpisodeLoop(lanes, n_episodes)
+    S_buf[:, 0] = loop.start()
+    while loop.active.size:
+        i = loop.active
+        acting = i[t[i] < T[i]]
+        if acting.size:
+            s = S_buf[acting, t[acting] % m]
+            s2, r, term, trunc = loop.step(acting, sample_actions(pi[s], rng))
+            S_buf[acting, (t[acting] + 1) % m] = s2
+            R_buf[acting, (t[acting] + 1) % m] = r
+            T[acting[term | trunc]] = t[acting[term | trunc]] + 1
+            bootstrap_ok = ~term  # a truncated episode still bootstraps from its last state
+            ends_truncated = np.zeros(n_runs, dtype=bool)
+            ends_truncated[acting] = trunc & bootstrap_ok
+        tau = t[i] - n + 1
+        u = i[tau >= 0]
+        if u.size:
+            tau_u = t[u] - n + 1
+            G = np.zeros(u.size)
+            for k in range(1, n + 1):  # rewards R_{tau+1} .. R_{min(tau+n, T)}
+                inside = tau_u + k <= T[u]
+                G += np.where(inside, powers[k - 1] * R_buf[u, (tau_u + k) % m], 0.0)
+            boot = tau_u + n < T[u]
+            G += np.where(boot, powers[n] * V[u, S_buf[u, (tau_u + n) % m]], 0.0)
+            s_tau = S_buf[u, tau_u % m]
+            V[u, s_tau] += alpha * (G - V[u, s_tau])
+        t[i] += 1
+        ended = u[(t[u] - n) == T[u] - 1] if u.size else u  # tau == T - 1 was just updated
+        history[ended, loop.episode[ended] + 1] = V[ended]
+        restart, s0 = loop.end_episodes(ended)
+        S_buf[restart, 0] = s0
+        t[restart] = 0
+        T[restart] = np.iinfo(np.int64).max
+    return _prediction_result(spec, V, history, loop, n_runs)
+
+
+CONTROL_METHODS = ("sarsa", "expected_sarsa", "q_learning", "double_q_learning")
+
+
+def td_control(env: gym.Env, method: str, n_episodes: int, alpha: float = 0.5, epsilon=0.1, gamma: float = 1.0,
+               q_init: float = 0.0, seed: int = 0, n_runs: int = 1, simulator: str | None = None) -> ControlResult:
+    """One-step TD control with an epsilon-greedy behaviour policy; ``method`` picks the target:
+
+    - ``"sarsa"``: ``R + gamma Q(S', A')`` with ``A'`` the action actually taken next (on-policy);
+    - ``"expected_sarsa"``: ``R + gamma sum_a pi(a|S') Q(S', a)``, pi the epsilon-greedy policy;
+    - ``"q_learning"``: ``R + gamma max_a Q(S', a)`` (off-policy: learns the greedy policy's values);
+    - ``"double_q_learning"``: two tables; a coin picks the one to update, which chooses
+      ``argmax_a Q1(S', a)`` while the other evaluates it (no maximization bias).
+
+    Args:
+        epsilon: a constant in [0, 1] or a schedule ``k -> epsilon_k`` over episodes (see
+            ``rl_basics.policies``).
+        q_init: initial action value (terminal states keep 0 and are never bootstrapped from).
+    Only the actions valid in a state (``env.unwrapped.action_mask``) are chosen or maximised over.
+    """
+    if method not in CONTROL_METHODS:
+        raise ValueError(f"method must be one of {CONTROL_METHODS}, got {method!r}")
+    n_episodes = check_positive_int("n_episodes", n_episodes)
+    n_runs = check_positive_int("n_runs", n_runs)
+    alpha, gamma = check_alpha(alpha), check_gamma(gamma)
+    eps_fn = as_schedule(epsilon)
+    lanes = make_lanes(env, n_runs, seed, simulator)
+    spec = lanes.spec
+    valid = spec.valid
+    rng = np.random.default_rng(seed)
+    double = method == "double_q_learning"
+    Q = np.full((n_runs, spec.n_states, spec.n_actions), float(q_init))
+    Q2 = Q.copy() if double else None
+    first_actions = np.full((n_runs, n_episodes), -1, dtype=np.int64)
+    loop = EpisodeLoop(lanes, n_episodes)
+
+    def behaviour(i, s):
+        q = Q[i, s] if Q2 is None else Q[i, s] + Q2[i, s]
+        return epsilon_greedy_action(q, eps_fn(loop.episode[i] + 1), rng, valid[s])
+
+    s = loop.start()
+    a = behaviour(np.arange(n_runs), s)
+    first_actions[:, 0] = a
+    while loop.active.size:
+        i = loop.active
+        si, ai = s[i], a[i]
+        s2, r, term, trunc = loop.step(i, ai)
+        cont = gamma * ~term  # no bootstrapping from a terminal state
+        if method == "sarsa":
+            a2 = behaviour(i, s2)  # chosen before the update, as in the book's algorithm
+            target = r + cont * Q[i, s2, a2]
+        elif method == "expected_sarsa":
+            probs = epsilon_greedy_probs(Q[i, s2], eps_fn(loop.episode[i] + 1), valid[s2])
+            target = r + cont * (probs * Q[i, s2]).sum(axis=1)
+        elif method == "q_learning":
+            target = r + cont * np.where(term, 0.0, np.where(valid[s2], Q[i, s2], -np.inf).max(axis=1))
+        if double:
+            coin = rng.random(i.size) < 0.5
+            for table, other, pick in ((Q, Q2, coin), (Q2, Q, ~coin)):
+                j = i[pick]
+                best = greedy_action(table[j, s2[pick]], rng, valid[s2[pick]])
+                target = r[pick] + cont[pick] * other[j, s2[pick], best]
+                table[j, si[pick], ai[pick]] += alpha * (target - table[j, si[pick], ai[pick]])
+        else:
+            Q[i, si, ai] += alpha * (target - Q[i, si, ai])
+        if method != "sarsa":
+            a2 = behaviour(i, s2)  # chosen from the updated table
+        s[i], a[i] = s2, a2
+        ended = i[term | trunc]
+        restart, s0 = loop.end_episodes(ended)
+        if restart.size:
+            s[restart] = s0
+            a[restart] = behaviour(restart, s0)
+            first_actions[restart, loop.episode[restart]] = a[restart]
+
+    def out(table):
+        return _squeeze(spec.unflatten(table, trailing=1), n_runs)
+
+    return ControlResult(
+        Q=out(Q if Q2 is None else Q + Q2), episode_returns=_squeeze(loop.returns, n_runs),
+        episode_lengths=_squeeze(loop.lengths, n_runs), episode_end_steps=_squeeze(loop.end_steps, n_runs),
+        first_actions=_squeeze(first_actions, n_runs), tables=() if Q2 is None else (out(Q), out(Q2)))
+
+
+def sarsa(env: gym.Env, n_episodes: int, alpha: float = 0.5, epsilon=0.1, gamma: float = 1.0, **kwargs) -> ControlResult:
+    """SARSA (on-policy TD control). See :func:`td_control` for the arguments."""
+    return td_control(env, "sarsa", n_episodes, alpha, epsilon, gamma, **kwargs)
+
+
+def expected_sarsa(env: gym.Env, n_episodes: int, alpha: float = 0.5, epsilon=0.1, gamma: float = 1.0,
+                   **kwargs) -> ControlResult:
+    """Expected SARSA. See :func:`td_control` for the arguments."""
+    return td_control(env, "expected_sarsa", n_episodes, alpha, epsilon, gamma, **kwargs)
+
+
+def q_learning(env: gym.Env, n_episodes: int, alpha: float = 0.5, epsilon=0.1, gamma: float = 1.0,
+               **kwargs) -> ControlResult:
+    """Q-learning (off-policy TD control). See :func:`td_control` for the arguments."""
+    return td_control(env, "q_learning", n_episodes, alpha, epsilon, gamma, **kwargs)
+
+
+def double_q_learning(env: gym.Env, n_episodes: int, alpha: float = 0.5, epsilon=0.1, gamma: float = 1.0,
+                      **kwargs) -> ControlResult:
+    """Double Q-learning (Sutton & Barto, section 6.7). See :func:`td_control` for the arguments."""
+    return td_control(env, "double_q_learning", n_episodes, alpha, epsilon, gamma, **kwargs)
+
+
+def greedy_path(env: gym.Env, Q: np.ndarray, max_steps: int = 1000, seed: int = 0) -> tuple[list, float, bool]:
+    """Follow the greedy policy of ``Q`` (ties broken toward the lowest action) from a reset.
+
+    Returns ``(observations, return, reached_terminal)``: the visited observations
+    (start included), the sum of rewards, and whether a terminal state was reached
+    within ``max_steps`` (a greedy policy can loop forever).
+    """
+    spec = TabularSpec.from_env(env)
+    Qf = np.asarray(Q, dtype=float).reshape(spec.n_states, spec.n_actions)
+    obs, _ = env.reset(seed=seed)
+    path, total = [obs], 0.0
+    for _ in range(max_steps):
+        s = spec.encode(obs)
+        q = np.where(spec.valid[s], Qf[s], -np.inf)
+        obs, r, term, trunc, _ = env.step(int(np.argmax(q)))
+        path.append(obs)
+        total += r
+        if term:
+            return path, total, True
+        if trunc:
+            break
+    return path, total, False
