@@ -30,6 +30,7 @@ Part 2, for authors and learners: the generator, run as ::
     python -m rl_basics.exercises build --out DIR NB.ipynb ...
     python -m rl_basics.exercises list                # every (exercise, check) pair found
     python -m rl_basics.exercises colab-cell [--insert]  # print (or insert/update) the Colab set-up cell
+    python -m rl_basics.exercises links               # "Open in Colab" badges for the README's course map
 """
 
 from __future__ import annotations
@@ -727,6 +728,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_colab = sub.add_parser("colab-cell", help="print the Colab set-up cell, or insert/update it in notebooks")
     p_colab.add_argument("--insert", action="store_true", help="make it the first code cell of each notebook")
     p_colab.add_argument("notebooks", nargs="*", type=Path)
+    p_links = sub.add_parser("links", help='print an "Open in Colab" badge per notebook (for the README)')
+    p_links.add_argument("--exercises", action="store_true", help="link the exercise notebooks instead")
     args = parser.parse_args(argv)
 
     if args.command == "build":
@@ -739,6 +742,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 check = re.search(r"check_\w+", pair.check)
                 print(f"{path.name}  cell {pair.exercise_index:>3}  {', '.join(pair.names) or '(region)'}  ->  "
                       f"{check.group(0) if check else pair.check.strip().splitlines()[-1]}")
+    elif args.command == "links":
+        for path in solution_notebooks():
+            folder = "exercises" if args.exercises else "notebooks"
+            print(f"| {path.name} | {colab_badge(f'{folder}/{path.name}')} |")
     elif args.command == "colab-cell":
         if not args.insert:
             print(COLAB_CELL)

@@ -11,7 +11,6 @@ import json
 import re
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
 import numpy as np
@@ -530,6 +529,7 @@ def test_colab_cell_clones_and_installs_without_touching_torch(monkeypatch, tmp_
 def test_course_dependencies_keep_the_installed_torch(tmp_path):
     """What the Colab cell relies on: with torch pinned to the installed build, pip resolves the
     course's dependencies from what is installed (no index) and installs no torch."""
+    tomllib = pytest.importorskip("tomllib", reason="tomllib needs Python 3.11")
     deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
     pin = tmp_path / "pin.txt"
     pin.write_text(f"torch=={torch.__version__}\n")
@@ -554,6 +554,13 @@ def test_insert_colab_cell_is_idempotent(tmp_path):
     path.write_text(json.dumps(nb))
     assert ex.insert_colab_cell(path) is True
     assert sum(ex.COLAB_MARKER in "".join(c["source"]) for c in ex.read_notebook(path)["cells"]) == 1
+
+
+def test_links_command_prints_a_badge_per_notebook(capsys):
+    ex.main(["links"])
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == len(ex.solution_notebooks())
+    assert all("colab.research.google.com/github/rl-course/rl-course/blob/main/notebooks/" in line for line in lines)
 
 
 def test_colab_links_point_at_the_notebook():
