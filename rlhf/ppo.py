@@ -311,7 +311,8 @@ class PPOTrainer:
         if config.checkpoint_every and checkpoint_dir is None:
             raise ValueError("config.checkpoint_every > 0 needs a checkpoint_dir")
         self.config, self.seed, self.tokenizer, self.gold_fn = config, seed, tokenizer, gold_fn
-        self.accelerator = accelerator or Accelerator()
+        # cpu=True on a machine without GPUs: several CPU processes then talk over gloo
+        self.accelerator = accelerator or Accelerator(cpu=not torch.cuda.is_available())
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
         world = self.accelerator.num_processes
         if config.batch_size % (world * config.num_minibatches):
@@ -331,7 +332,9 @@ class PPOTrainer:
         self.prompts = list(prompts)
         self.prompt_ids = tokenize_prompts(tokenizer, self.prompts, self.max_prompt_length, config.truncate_prompts)
 
-        model = PolicyValueModel(policy, config.lora_config())
+        with torch.random.fork_rng(devices=range(torch.cuda.device_count())):
+            torch.manual_seed(seed)  # the adapters' random initialisation is part of the run
+            model = PolicyValueModel(policy, config.lora_config())
         optimizer = torch.optim.Adam(model.trainable_parameters(), lr=config.learning_rate, eps=config.adam_eps)
         self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
         total = config.total_steps
@@ -681,7 +684,7 @@ class PPOTrainer:
     def load_checkpoint(self, path: str | os.PathLike) -> None:
         """Continue from a checkpoint written by :meth:`save_checkpoint` (same config and processes)."""
         path = Path(path)
-        state = load_checkpoint(path / "state.pt", map_location=self.accelerator.device)
+        state = load_checkpoint(path / "state.pt")
         if state["config"] != dataclasses.asdict(self.config) or state["seed"] != self.seed:
             raise ValueError(
                 f"{path} was written with a different config or seed; resume with the same settings "
