@@ -278,6 +278,7 @@ def check_policy_evaluation(fn: Callable, *, seed: int | None = None) -> None:
                 if g < 1 else np.full(m.n_states, np.nan)),
     ]
     check_function(fn, reference, cases, exercise="iterative policy evaluation", mistakes=mistakes, seed=seed,
+                   arg_names=("model", "policy", "gamma", "theta"),
                    atol=1e-6, rtol=1e-6)
 
 
@@ -520,34 +521,48 @@ def check_reward_to_go(fn: Callable, *, seed: int | None = None) -> None:
 
 
 def check_reinforce_loss(fn: Callable, *, seed: int | None = None) -> None:
-    """Check ``fn(log_probs, returns, baseline) -> loss``: the REINFORCE loss with a baseline.
+    """Check ``fn(log_probs, returns, baseline, valid) -> loss``: the REINFORCE loss with a baseline.
 
-    ``log_probs (N,)`` are ``log pi(a_t | s_t)`` (a torch tensor with gradient), ``returns (N,)``
-    the reward-to-go ``G_t``, ``baseline (N,)`` a learned ``b(s_t)`` (with gradient: it must not
-    receive any from this loss). ``loss = -mean(log_probs * (returns - baseline))``: minimising
-    it ascends the policy gradient.
+    All inputs are ``(T, N)`` torch tensors for ``N`` episodes padded to ``T`` steps (time on
+    axis 0): ``log_probs`` are ``log pi(a_t | s_t)`` (with gradient), ``returns`` the
+    reward-to-go ``G_t``, ``baseline`` a learned ``b(s_t)`` (with gradient, but it must get none
+    from this loss), ``valid`` 1 on real steps and 0 on padding. The loss is minus the policy
+    gradient surrogate, summed over each episode's steps and averaged over the episodes:
+    ``-mean_i sum_t valid * (G_t - b_t) * log_probs``. Reference:
+    :func:`rl_basics.agents.reinforce.reinforce_loss`.
     """
     import torch
 
+    from rl_basics.agents.reinforce import reinforce_loss
+
     rng, seed = _rng(seed)
+    f = lambda x: torch.tensor(np.asarray(x), dtype=torch.float32)  # noqa: E731
 
-    def t(x):
-        return torch.tensor(np.asarray(x), dtype=torch.float32)
+    def batch(T, N, lengths=None):
+        lengths = rng.integers(1, T + 1, size=N) if lengths is None else np.asarray(lengths)
+        valid = f(np.arange(T)[:, None] < lengths[None, :])
+        return (f(-rng.exponential(size=(T, N))), f(rng.normal(size=(T, N)) * 5), f(rng.normal(size=(T, N))), valid)
 
-    cases = [
-        Case(f"random batch of {N} steps", (t(-rng.exponential(size=N)), t(rng.normal(size=N) * 5), t(rng.normal(size=N))))
-        for N in (8, 33)
-    ]
-    cases.append(Case("edge case: zero baseline", (t([-0.5, -1.0, -2.0]), t([1.0, 2.0, 3.0]), t([0.0, 0.0, 0.0]))))
+    def reference(lp, G, b, valid):
+        return reinforce_loss(lp, G - b.detach(), valid)
+
+    cases = [Case(f"{N} random episodes of up to {T} steps (padded)", batch(T, N)) for T, N in ((9, 4), (20, 3))]
+    cases.append(Case("edge case: one episode without padding", batch(5, 1, [5])))
     mistakes = [
         Mistake("the baseline is missing: weight each log-probability by (returns - baseline).",
-                lambda lp, G, b: reinforce_loss(lp, G, torch.zeros_like(b))),
+                lambda lp, G, b, v: reinforce_loss(lp, G, v)),
         Mistake("the minus sign is missing: the optimizer *minimises* the loss, so the loss is minus the objective.",
-                lambda lp, G, b: -reinforce_loss(lp, G, b)),
+                lambda lp, G, b, v: -reference(lp, G, b, v)),
         Mistake("the baseline is added instead of subtracted: the advantage is returns - baseline.",
-                lambda lp, G, b: reinforce_loss(lp, G, -b)),
+                lambda lp, G, b, v: reference(lp, G, -b, v)),
+        Mistake("padding is counted: multiply by valid so that steps after an episode's end contribute nothing.",
+                lambda lp, G, b, v: reference(lp, G, b, torch.ones_like(v))),
+        Mistake("you average over all steps; sum over each episode's steps (the policy gradient of one episode "
+                "is a sum over its time steps), then average over the episodes.",
+                lambda lp, G, b, v: -(v * (G - b) * lp).sum() / v.sum()),
     ]
-    check_function(fn, reinforce_loss, cases, exercise="the REINFORCE loss", mistakes=mistakes, seed=seed,
+    check_function(fn, reference, cases, exercise="the REINFORCE loss", mistakes=mistakes, seed=seed,
+                   arg_names=("log_probs", "returns", "baseline", "valid"),
                    atol=1e-5, rtol=1e-4, grad_args=(0, 2))
 
 
@@ -665,7 +680,8 @@ def check_gae(fn: Callable, *, seed: int | None = None) -> None:
         Mistake("you return the returns (advantages + values); this exercise returns the advantages.",
                 lambda r, v, nv, term, end, g, lam: compute_gae(r, v, nv, term, end, g, lam)[1]),
     ]
-    check_function(fn, reference, cases, exercise="GAE", mistakes=mistakes, seed=seed, atol=1e-5, rtol=1e-4)
+    check_function(fn, reference, cases, exercise="GAE", mistakes=mistakes, seed=seed, atol=1e-5, rtol=1e-4,
+                   arg_names=("rewards", "values", "next_values", "terminated", "episode_end", "gamma", "lam"))
 
 
 # ============================================================================ chapter 6: PPO
@@ -727,6 +743,7 @@ def check_ppo_policy_loss(fn: Callable, *, seed: int | None = None) -> None:
                 lambda n, o, a, e: -loss_from(n, o, a, e, torch.minimum)),
     ]
     check_function(fn, reference, _ppo_cases(rng), exercise="the clipped PPO policy loss", mistakes=mistakes,
+                   arg_names=("logp_new", "logp_old", "advantages", "clip_coef"),
                    seed=seed, atol=1e-5, rtol=1e-4, grad_args=(0,))
 
 
@@ -777,36 +794,34 @@ def check_ppo_value_loss(fn: Callable, *, seed: int | None = None) -> None:
 # Small formulas the packages do not need elsewhere; the checks compare against them.
 
 
+def _episode_returns(states, rewards, gamma: float) -> tuple[np.ndarray, np.ndarray]:
+    """``(G_t, first_visit_t)`` of one episode, through the MC code's :class:`rl_basics.tabular.Episodes`."""
+    from rl_basics.tabular import Episodes
+
+    T = len(rewards)
+    episode = Episodes(states=np.asarray(states, dtype=np.int64).reshape(1, T), actions=np.zeros((1, T), dtype=np.int64),
+                       rewards=np.asarray(rewards, dtype=float).reshape(1, T), lengths=np.array([T]))
+    return episode.returns(gamma)[0], episode.first_visits()[0]
+
+
 def discounted_return(rewards, gamma: float) -> float:
-    """``sum_k gamma^k rewards[k]``."""
-    rewards = np.asarray(rewards, dtype=float)
-    return float(np.sum(rewards * gamma ** np.arange(rewards.size)))
-
-
-def _returns_backward(rewards, gamma: float) -> np.ndarray:
-    G, out = 0.0, np.zeros(len(rewards))
-    for t in range(len(rewards) - 1, -1, -1):
-        G = rewards[t] + gamma * G
-        out[t] = G
-    return out
+    """``sum_k gamma^k rewards[k]`` (``G_0``; 0 for an empty episode)."""
+    return float(_episode_returns(np.zeros(len(rewards)), rewards, gamma)[0][0]) if len(rewards) else 0.0
 
 
 def first_visit_returns(states, rewards, gamma: float) -> dict:
     """``{s: G_t}`` for the first ``t`` with ``states[t] == s`` (one episode)."""
-    G = _returns_backward(np.asarray(rewards, dtype=float), gamma)
-    out: dict = {}
-    for t, s in enumerate(states):
-        out.setdefault(s, float(G[t]))
-    return out
+    G, first = _episode_returns(states, rewards, gamma)
+    return {s: float(G[t]) for t, s in enumerate(states) if first[t]}
 
 
 def _last_visit_returns(states, rewards, gamma):
-    G = _returns_backward(np.asarray(rewards, dtype=float), gamma)
+    G, _ = _episode_returns(states, rewards, gamma)
     return {s: float(G[t]) for t, s in enumerate(states)}
 
 
 def _every_visit_mean(states, rewards, gamma):
-    G = _returns_backward(np.asarray(rewards, dtype=float), gamma)
+    G, _ = _episode_returns(states, rewards, gamma)
     return {s: float(np.mean([G[t] for t, x in enumerate(states) if x == s])) for s in dict.fromkeys(states)}
 
 
@@ -846,13 +861,16 @@ def expected_sarsa_target(q_next, r, terminated, epsilon, gamma):
 
 
 def reward_to_go(rewards, dones, gamma):
-    """``G_t = r_t + gamma (1 - done_t) G_{t+1}`` over consecutive episodes."""
-    rewards, dones = np.asarray(rewards, dtype=float), np.asarray(dones, dtype=bool)
-    G, out = 0.0, np.zeros(rewards.size)
-    for t in range(rewards.size - 1, -1, -1):
-        G = rewards[t] + gamma * (0.0 if dones[t] else G)
-        out[t] = G
-    return out
+    """``G_t = r_t + gamma (1 - done_t) G_{t+1}`` over consecutive episodes (numpy in and out).
+
+    The same computation as :func:`rl_basics.agents.reinforce.returns_to_go`: GAE with
+    ``lambda = 1`` and zero values, which stops at every episode end.
+    """
+    import torch
+
+    r = torch.as_tensor(np.asarray(rewards, dtype=float))
+    d = torch.as_tensor(np.asarray(dones, dtype=float))
+    return bootstrapped_returns(r, d, torch.tensor(0.0, dtype=r.dtype), gamma).numpy()
 
 
 def _reward_so_far(rewards, dones, gamma):
@@ -862,11 +880,6 @@ def _reward_so_far(rewards, dones, gamma):
         out[t] = G
         G = 0.0 if dones[t] else G
     return out
-
-
-def reinforce_loss(log_probs, returns, baseline):
-    """``-mean(log_probs * (returns - baseline.detach()))``."""
-    return -(log_probs * (returns - baseline.detach())).mean()
 
 
 def bootstrapped_returns(rewards, dones, last_value, gamma):

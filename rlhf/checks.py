@@ -119,6 +119,7 @@ def check_sequence_logprob(fn: Callable, *, seed: int | None = None) -> None:
                 lambda lg, ids, m, T: reference(lg, ids, m, T) / m.sum(-1)),
     ]
     check_function(fn, reference, cases, exercise="the response log-probability", mistakes=mistakes, seed=seed,
+                   arg_names=("logits", "input_ids", "response_mask", "temperature"),
                    atol=ATOL, rtol=RTOL, grad_args=(0,))
 
 
@@ -152,6 +153,7 @@ def check_kl_estimators(fn: Callable, *, seed: int | None = None) -> None:
         Mistake("k1 and k3 are swapped in the returned tuple.", lambda lp, ref: reference(lp, ref)[::-1]),
     ]
     check_function(fn, reference, cases, exercise="the per-token KL estimators", mistakes=mistakes, seed=seed,
+                   arg_names=("logprobs", "ref_logprobs"),
                    atol=ATOL, rtol=RTOL)
 
 
@@ -263,6 +265,7 @@ def check_kl_penalized_rewards(fn: Callable, *, seed: int | None = None) -> None
         Mistake("kl_coef is missing.", lambda s, lp, ref, m, c: reference(s, lp, ref, m, 1.0)),
     ]
     check_function(fn, reference, cases, exercise="the KL-penalised per-token rewards", mistakes=mistakes, seed=seed,
+                   arg_names=("scores", "logprobs", "ref_logprobs", "mask", "kl_coef"),
                    atol=ATOL, rtol=RTOL)
 
 
@@ -315,6 +318,7 @@ def check_response_gae(fn: Callable, *, seed: int | None = None) -> None:
                 lambda r, v, m, g, lam: response_advantages(r * m, v, m, g, lam)[1] * m),
     ]
     check_function(fn, reference, cases, exercise="GAE over response tokens", mistakes=mistakes, seed=seed,
+                   arg_names=("rewards", "values", "mask", "gamma", "lam"),
                    atol=ATOL, rtol=RTOL)
 
 
