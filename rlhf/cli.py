@@ -33,7 +33,7 @@ from pathlib import Path
 
 from rlhf.models import PHI2, resolve_model_name
 
-PHI2_PPO_SETTINGS = {"batch_size": 32, "num_minibatches": 4, "learning_rate": 2e-5, "max_new_tokens": 48,
+PHI2_PPO_SETTINGS = {"batch_size": 32, "num_minibatches": 8, "learning_rate": 2e-5, "max_new_tokens": 48,
                      "max_prompt_length": 64, "total_steps": 200}
 """Starting PPO settings for phi-2 on one 16 GB GPU (LoRA rank 16 on the shared base; see notebook 09)."""
 
