@@ -20,6 +20,7 @@ Bookkeeping
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import os
@@ -113,11 +114,14 @@ def masked_mean(x: Tensor, mask: Tensor | None = None, dim: int | Sequence[int] 
 
 def masked_var(x: Tensor, mask: Tensor | None = None, unbiased: bool = True) -> Tensor:
     """Variance of ``x`` over the valid entries (Bessel-corrected when ``unbiased`` and more than one)."""
+    if mask is None:
+        if x.numel() < 2:
+            return torch.zeros((), dtype=x.dtype, device=x.device)
+        return torch.var(x, correction=1 if unbiased else 0)
     mean = masked_mean(x, mask)
     var = masked_mean((x - mean) ** 2, mask)
     if unbiased:
-        n = x.numel() if mask is None else mask.to(x.dtype).sum()
-        n = torch.as_tensor(n, dtype=x.dtype, device=x.device)
+        n = mask.to(x.dtype).sum()
         var = torch.where(n > 1, var * n / (n - 1).clamp_min(1.0), var)
     return var
 
@@ -128,8 +132,10 @@ def masked_whiten(x: Tensor, mask: Tensor | None = None, shift_mean: bool = True
     This is PPO's advantage normalisation. Invalid entries (``mask == 0``) are set to 0,
     so they cannot contribute even if a caller forgets to mask them later.
     """
-    mean = masked_mean(x, mask)
-    var = masked_var(x, mask)
+    if mask is None and x.numel() > 1:
+        var, mean = torch.var_mean(x)
+    else:
+        mean, var = masked_mean(x, mask), masked_var(x, mask)
     whitened = (x - mean) * torch.rsqrt(var + eps)
     if not shift_mean:
         whitened = whitened + mean
@@ -205,12 +211,10 @@ def ppo_value_loss(
 
 def check_finite(name: str, value: Any, step: int) -> None:
     """Raise ``FloatingPointError`` naming ``name`` and the update ``step`` if ``value`` has a NaN or inf."""
-    if isinstance(value, Tensor):
-        finite = bool(torch.isfinite(value.detach()).all())
-    else:
-        finite = bool(np.isfinite(np.asarray(value, dtype=float)).all())
-    if not finite:
-        shown = value.detach().cpu() if isinstance(value, Tensor) else value
+    array = value.detach().cpu().double().numpy() if isinstance(value, Tensor) else np.asarray(value, dtype=float)
+    bad = ~np.isfinite(array)
+    if bad.any():
+        shown = f"{array.item()}" if array.size == 1 else f"{int(bad.sum())} of {array.size} entries NaN or inf"
         raise FloatingPointError(
             f"{name} is not finite ({shown}) at update {step}; training stopped. "
             "Common causes: a learning rate too high, unnormalised rewards or observations, "
@@ -226,6 +230,9 @@ def layer_init(layer: nn.Linear, std: float = math.sqrt(2), bias: float = 0.0) -
     nn.init.orthogonal_(layer.weight, std)
     nn.init.constant_(layer.bias, bias)
     return layer
+
+
+_HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 
 
 def _mlp(in_dim: int, hidden_sizes: Sequence[int], out_dim: int, out_std: float) -> nn.Sequential:
@@ -311,6 +318,33 @@ class Actor(nn.Module):
             return Categorical(logits=out, validate_args=False)
         std = self.log_std.exp().expand_as(out)
         return Independent(Normal(out, std, validate_args=False), 1, validate_args=False)
+
+    def sample(self, obs: Tensor) -> tuple[Tensor, Tensor]:
+        """Sample actions and their log-probabilities: ``distribution(obs)``'s ``sample`` and
+        ``log_prob`` in a few tensor operations (the rollout's hot path)."""
+        out = self.net(self.encoder(obs))
+        if not self.continuous:
+            logp_all = torch.log_softmax(out, dim=-1)
+            gumbel = -torch.log(-torch.log(torch.rand_like(logp_all)))  # Gumbel-max trick: argmax is a sample
+            action = (logp_all + gumbel).argmax(dim=-1)
+            return action, logp_all.gather(-1, action.unsqueeze(-1)).squeeze(-1)
+        std = self.log_std.exp()
+        noise = torch.randn_like(out)
+        action = out + std * noise
+        return action, (-0.5 * noise.pow(2) - self.log_std - _HALF_LOG_2PI).sum(-1)
+
+    def log_prob_entropy(self, obs: Tensor, actions: Tensor) -> tuple[Tensor, Tensor]:
+        """``(log_prob(actions), entropy())`` of ``distribution(obs)``, both ``[B]``, computed directly
+        (the same numbers; fewer operations in the training loop)."""
+        out = self.net(self.encoder(obs))
+        if not self.continuous:
+            logp_all = torch.log_softmax(out, dim=-1)
+            entropy = -(logp_all.exp() * logp_all).sum(-1)
+            return logp_all.gather(-1, actions.long().unsqueeze(-1)).squeeze(-1), entropy
+        z = (actions - out) * torch.exp(-self.log_std)
+        log_prob = (-0.5 * z.pow(2) - self.log_std - _HALF_LOG_2PI).sum(-1)
+        entropy = (0.5 + _HALF_LOG_2PI + self.log_std).sum().expand(out.shape[0])
+        return log_prob, entropy
 
     def greedy_action(self, obs: Tensor) -> Tensor:
         """The most likely action (argmax for categorical, the mean for Gaussian), in policy units."""
@@ -479,10 +513,9 @@ class RolloutCollector:
         valid = np.zeros((n_steps, n), dtype=np.float32)
         for t in range(n_steps):
             obs[t] = self._obs
-            dist = actor.distribution(self._obs)
-            action = dist.sample()
+            action, log_prob = actor.sample(self._obs)
             actions.append(action)
-            log_probs.append(dist.log_prob(action))
+            log_probs.append(log_prob)
             next_obs, reward, term, trunc, _ = self.envs.step(actor.to_env_action(action))
             real = ~self._next_is_reset
             valid[t] = real
@@ -518,6 +551,54 @@ class RolloutCollector:
         return rollout
 
 
+@dataclass
+class Batch:
+    """The real transitions of a rollout, time and sub-env axes flattened into one."""
+
+    obs: Tensor
+    actions: Tensor
+    log_probs: Tensor
+    advantages: Tensor
+    returns: Tensor
+    values: Tensor
+
+    def __len__(self) -> int:
+        return self.log_probs.shape[0]
+
+    def __getitem__(self, index: Tensor) -> Batch:
+        return Batch(*(getattr(self, name)[index] for name in self.__dataclass_fields__))
+
+
+def make_batch(rollout: Rollout, gamma: float, gae_lambda: float) -> Batch:
+    """GAE on the rollout (time-first), then keep only its real transitions.
+
+    Autoreset steps (``rollout.valid == 0``) do not enter the GAE of real steps (the
+    episode end before them cuts the recursion) and are dropped here, so no loss, no
+    advantage normalisation and no statistic ever sees them.
+    """
+    advantages, returns = compute_gae(
+        rollout.rewards, rollout.values, rollout.next_values,
+        rollout.terminated, rollout.episode_end, gamma, gae_lambda,
+    )
+    real = rollout.valid.reshape(-1) > 0
+
+    def flat(x: Tensor) -> Tensor:
+        return x.reshape(x.shape[0] * x.shape[1], *x.shape[2:])[real]
+
+    return Batch(
+        obs=flat(rollout.obs), actions=flat(rollout.actions), log_probs=flat(rollout.log_probs),
+        advantages=flat(advantages), returns=flat(returns), values=flat(rollout.values),
+    )
+
+
+def make_adam(params: list[nn.Parameter], lr: float, eps: float) -> torch.optim.Adam:
+    """Adam, fused into one kernel where this torch build supports it (much less per-step overhead on CPU)."""
+    try:
+        return torch.optim.Adam(params, lr=lr, eps=eps, fused=True)
+    except (RuntimeError, TypeError, ValueError):
+        return torch.optim.Adam(params, lr=lr, eps=eps)
+
+
 def evaluate(
     actor: Any,
     env_id_or_factory: EnvLike,
@@ -525,6 +606,7 @@ def evaluate(
     greedy: bool = True,
     seed: int = 0,
     max_steps: int = 100_000,
+    num_threads: int | None = 1,
 ) -> tuple[float, float]:
     """Mean and standard deviation of the return of ``actor`` over ``n_episodes`` episodes.
 
@@ -534,6 +616,7 @@ def evaluate(
     ``seed`` and restored afterwards, so evaluating does not disturb training's randomness).
     ``actor`` is anything with ``act(obs_batch, greedy) -> actions``. Episodes still running
     after ``max_steps`` steps (an env without a time limit) count with their return so far.
+    ``num_threads``: torch threads while evaluating (see :func:`torch_threads`).
     """
     if n_episodes < 1:
         raise ValueError(f"n_episodes must be >= 1, got {n_episodes}")
@@ -544,7 +627,7 @@ def evaluate(
         obs, _ = envs.reset(seed=seed)
         returns = np.zeros(n_episodes)
         done = np.zeros(n_episodes, dtype=bool)
-        with torch.random.fork_rng(devices=[]), torch.no_grad():
+        with torch.random.fork_rng(devices=[]), torch.no_grad(), torch_threads(num_threads):
             torch.manual_seed(seed)
             for _ in range(max_steps):
                 action = np.asarray(actor.act(torch.as_tensor(obs), greedy=greedy))
@@ -588,6 +671,24 @@ class TrainResult:
             seed=self.seed,
             history=self.history,
         )
+
+
+@contextlib.contextmanager
+def torch_threads(n: int | None):
+    """Run the body with ``n`` torch intra-op threads (``None``: leave torch's setting alone).
+
+    The course's networks are tiny: with more than one thread each operation costs more
+    in synchronisation than it saves, and on a busy machine far more. Training and
+    evaluation therefore run single-threaded by default; the previous setting is restored.
+    """
+    previous = torch.get_num_threads()
+    if n is not None and n != previous:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        if n is not None and n != previous:
+            torch.set_num_threads(previous)
 
 
 def set_seed(seed: int) -> None:
@@ -691,6 +792,7 @@ def history_arrays(history: dict[str, list], dtypes: dict[str, Any] | None = Non
 
 __all__ = [
     "Actor",
+    "Batch",
     "Critic",
     "ObservationEncoder",
     "Rollout",
@@ -707,6 +809,8 @@ __all__ = [
     "load_actor",
     "load_checkpoint",
     "make_actor",
+    "make_adam",
+    "make_batch",
     "make_critic",
     "masked_mean",
     "masked_var",
@@ -716,4 +820,5 @@ __all__ = [
     "progress_bar",
     "save_checkpoint",
     "set_seed",
+    "torch_threads",
 ]

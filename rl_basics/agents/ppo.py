@@ -1,0 +1,269 @@
+"""Proximal policy optimisation (Schulman et al. 2017) with the clipped surrogate objective.
+
+One PPO iteration:
+
+1. collect ``n_steps`` steps from each of ``num_envs`` vector sub-envs with the current
+   policy (gymnasium 1.x ``NEXT_STEP`` autoreset: the step after an episode end is not a
+   real transition and is masked out of everything below);
+2. GAE(lambda) advantages and returns, bootstrapping from V(final observation) on
+   truncation but not on termination;
+3. ``update_epochs`` passes over the batch in shuffled minibatches, minimising
+   ``clipped policy loss - ent_coef * entropy + vf_coef * value loss`` with gradient
+   clipping, advantages normalised per minibatch, learning rate and clip range
+   annealed linearly to 0.
+
+The defaults are rl-zoo's tuned CartPole-v1 settings (8 envs x 32 steps, 20 epochs,
+gamma 0.98, lambda 0.8, lr 1e-3 and clip 0.2 both annealed, no entropy bonus): they
+solve CartPole-v1 in about 100k steps. Other environments want other settings (see
+notebook 06).
+
+Usage::
+
+    from rl_basics.agents import ppo
+    result = ppo.train("CartPole-v1", ppo.PPOConfig(total_timesteps=100_000), seed=0)
+    mean, std = evaluate(result.actor, "CartPole-v1", n_episodes=20)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from rl_basics.agents.core import (
+    Actor,
+    Batch,
+    EnvLike,
+    RolloutCollector,
+    TrainResult,
+    as_vector_env,
+    check_finite,
+    explained_variance,
+    history_arrays,
+    make_actor,
+    make_adam,
+    make_batch,
+    make_critic,
+    masked_whiten,
+    ppo_policy_loss,
+    ppo_value_loss,
+    progress_bar,
+    set_seed,
+    torch_threads,
+)
+
+
+@dataclass
+class PPOConfig:
+    """PPO's hyperparameters (defaults: rl-zoo's tuned CartPole-v1 settings)."""
+
+    total_timesteps: int = 100_000
+    """Environment steps to train for (summed over sub-envs, autoreset steps included)."""
+    num_envs: int = 8
+    """Parallel sub-environments in the vector env (ignored when a VectorEnv is passed in)."""
+    n_steps: int = 32
+    """Steps per sub-env per rollout; the batch is ``num_envs * n_steps`` transitions."""
+    minibatch_size: int = 256
+    """Transitions per gradient step; must divide ``num_envs * n_steps``."""
+    update_epochs: int = 20
+    """Passes over each batch (K in the paper)."""
+    learning_rate: float = 1e-3
+    """Adam's initial step size."""
+    anneal_lr: bool = True
+    """Decay the learning rate linearly to 0 over training."""
+    adam_eps: float = 1e-5
+    """Adam's epsilon (1e-5 as in the PPO reference implementation, not torch's 1e-8)."""
+    gamma: float = 0.98
+    """Discount factor, in [0, 1]."""
+    gae_lambda: float = 0.8
+    """GAE's lambda, in [0, 1]: 0 is the one-step TD error (low variance, biased), 1 the Monte-Carlo return."""
+    clip_coef: float = 0.2
+    """epsilon of the clipped surrogate: the ratio pi_new / pi_old is kept within [1 - eps, 1 + eps]; > 0."""
+    anneal_clip: bool = True
+    """Decay the clip range linearly to 0 with the learning rate schedule's progress."""
+    clip_coef_vf: float | None = None
+    """Clip the value prediction to within this distance of its rollout value (None: no value clipping)."""
+    ent_coef: float = 0.0
+    """Weight of the entropy bonus (exploration)."""
+    vf_coef: float = 0.5
+    """Weight of the value loss."""
+    max_grad_norm: float = 0.5
+    """Clip the global gradient norm to this value."""
+    normalize_advantages: bool = True
+    """Whiten the advantages of each minibatch (mean 0, std 1 over its real transitions)."""
+    target_kl: float | None = None
+    """Stop an iteration's epochs early once the approximate KL to the rollout policy exceeds this (None: never)."""
+    hidden_sizes: tuple[int, ...] = (64, 64)
+    """Hidden layer widths of the actor and of the (separate) critic."""
+
+    def __post_init__(self):
+        self.hidden_sizes = tuple(self.hidden_sizes)
+        positive = ("total_timesteps", "num_envs", "n_steps", "minibatch_size", "update_epochs",
+                    "learning_rate", "adam_eps", "clip_coef", "max_grad_norm")
+        for name in positive:
+            if not getattr(self, name) > 0:
+                raise ValueError(f"PPOConfig.{name} must be > 0, got {getattr(self, name)}")
+        for name in ("gamma", "gae_lambda"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"PPOConfig.{name} must be in [0, 1], got {getattr(self, name)}")
+        for name in ("ent_coef", "vf_coef"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"PPOConfig.{name} must be >= 0, got {getattr(self, name)}")
+        if self.clip_coef_vf is not None and self.clip_coef_vf <= 0:
+            raise ValueError(f"PPOConfig.clip_coef_vf must be > 0 or None, got {self.clip_coef_vf}")
+        if self.target_kl is not None and self.target_kl <= 0:
+            raise ValueError(f"PPOConfig.target_kl must be > 0 or None, got {self.target_kl}")
+        if self.batch_size % self.minibatch_size:
+            raise ValueError(
+                f"the batch of num_envs * n_steps = {self.num_envs} * {self.n_steps} = {self.batch_size} transitions "
+                f"does not divide into minibatches of {self.minibatch_size}"
+            )
+        if not self.hidden_sizes or min(self.hidden_sizes) < 1:
+            raise ValueError(f"PPOConfig.hidden_sizes must be positive layer widths, got {self.hidden_sizes}")
+
+    @property
+    def batch_size(self) -> int:
+        return self.num_envs * self.n_steps
+
+
+def ppo_loss(
+    actor: Actor, critic: nn.Module, mb: Batch, config: PPOConfig, clip_coef: float
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """PPO's total loss on a minibatch: clipped policy loss - ent_coef * entropy + vf_coef * value loss."""
+    logp, entropy = actor.log_prob_entropy(mb.obs, mb.actions)
+    advantages = masked_whiten(mb.advantages) if config.normalize_advantages else mb.advantages
+    policy_loss, stats = ppo_policy_loss(logp, mb.log_probs, advantages, clip_coef)
+    value_loss = ppo_value_loss(critic(mb.obs), mb.values, mb.returns, config.clip_coef_vf)
+    entropy = entropy.mean()
+    loss = policy_loss - config.ent_coef * entropy + config.vf_coef * value_loss
+    stats.update(policy_loss=policy_loss.detach(), value_loss=value_loss.detach(), entropy=entropy.detach())
+    return loss, stats
+
+
+def train(
+    env: EnvLike,
+    config: PPOConfig | None = None,
+    seed: int = 0,
+    progress: bool = True,
+    callback: Callable[[dict[str, Any]], bool | None] | None = None,
+    num_threads: int | None = 1,
+) -> TrainResult:
+    """Train a PPO agent.
+
+    Args:
+        env: an env id (``"CartPole-v1"``), a factory returning a gymnasium ``Env``, a
+            single ``Env`` or a gymnasium 1.x ``VectorEnv`` (``NEXT_STEP`` autoreset).
+            ``Discrete`` actions get a categorical policy, ``Box`` actions a Gaussian one.
+        config: hyperparameters; ``PPOConfig()`` when None.
+        seed: seeds torch, numpy, python and the environments.
+        progress: show a progress bar.
+        callback: called after every update with a dict (``update``, ``env_steps``,
+            ``actor``, ``critic``, ``stats``); returning True stops training.
+        num_threads: torch threads while training (1 is fastest for these small networks;
+            None leaves torch's setting alone). The previous setting is restored afterwards.
+
+    Returns:
+        A :class:`TrainResult`; ``history`` holds per-episode ``episode_returns``,
+        ``episode_lengths``, ``episode_steps`` and per-update ``update_steps``,
+        ``learning_rate``, ``clip_coef``, ``policy_loss``, ``value_loss``, ``entropy``,
+        ``approx_kl``, ``clip_frac``, ``explained_variance``, ``epochs``.
+
+    Raises:
+        FloatingPointError: a loss became NaN or inf (the message names it and the update).
+    """
+    with torch_threads(num_threads):
+        return _train(env, config or PPOConfig(), seed, progress, callback)
+
+
+def _train(
+    env: EnvLike, config: PPOConfig, seed: int, progress: bool, callback: Callable[[dict[str, Any]], bool | None] | None
+) -> TrainResult:
+    envs, created = as_vector_env(env, config.num_envs)
+    set_seed(seed)
+    actor = make_actor(envs.single_observation_space, envs.single_action_space, config.hidden_sizes)
+    critic = make_critic(envs.single_observation_space, config.hidden_sizes)
+    params = [*actor.parameters(), *critic.parameters()]
+    optimizer = make_adam(params, config.learning_rate, config.adam_eps)
+    collector = RolloutCollector(envs, seed=seed)
+    num_envs = envs.num_envs
+    batch_size = num_envs * config.n_steps
+    if batch_size % config.minibatch_size:
+        raise ValueError(f"the vector env's batch of {num_envs} * {config.n_steps} = {batch_size} transitions "
+                         f"does not divide into minibatches of {config.minibatch_size}")
+    n_minibatches = batch_size // config.minibatch_size
+    n_updates = math.ceil(config.total_timesteps / batch_size)
+    keys = ("update_steps", "learning_rate", "clip_coef", "policy_loss", "value_loss", "entropy",
+            "approx_kl", "clip_frac", "explained_variance", "epochs")
+    log: dict[str, list] = {key: [] for key in keys}
+    bar = progress_bar(n_updates * batch_size, progress, desc="PPO")
+    try:
+        for update in range(1, n_updates + 1):
+            remaining = 1.0 - (update - 1) / n_updates
+            lr = config.learning_rate * (remaining if config.anneal_lr else 1.0)
+            clip = config.clip_coef * (remaining if config.anneal_clip else 1.0)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+
+            rollout = collector.collect(actor, config.n_steps, critic)
+            check_finite("the environment's reward", rollout.rewards, update)
+            batch = make_batch(rollout, config.gamma, config.gae_lambda)
+
+            epoch_stats = []
+            for epoch in range(config.update_epochs):
+                if n_minibatches == 1:
+                    minibatches = [batch]
+                else:
+                    order = torch.randperm(len(batch))
+                    minibatches = [batch[index] for index in torch.tensor_split(order, n_minibatches)]
+                for mb in minibatches:
+                    loss, stats = ppo_loss(actor, critic, mb, config, clip)
+                    if not torch.isfinite(loss):
+                        for name in ("policy_loss", "value_loss", "entropy"):
+                            check_finite(f"PPO {name.replace('_', ' ')}", stats[name], update)
+                        check_finite("PPO loss", loss, update)
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    nn.utils.clip_grad_norm_(params, config.max_grad_norm)
+                    optimizer.step()
+                    epoch_stats.append(stats)
+                if config.target_kl is not None and stats["approx_kl"] > config.target_kl:
+                    break
+
+            means = {k: torch.stack([s[k] for s in epoch_stats]).mean().item() for k in epoch_stats[0]}
+            row = dict(
+                update_steps=collector.env_steps, learning_rate=lr, clip_coef=clip,
+                policy_loss=means["policy_loss"], value_loss=means["value_loss"], entropy=means["entropy"],
+                approx_kl=means["approx_kl"], clip_frac=means["clip_frac"],
+                explained_variance=explained_variance(batch.values, batch.returns),
+                epochs=epoch + 1,
+            )
+            for key in keys:
+                log[key].append(row[key])
+
+            bar.update(batch_size)
+            if progress and collector.episode_returns and update % 10 == 0:
+                bar.set_postfix(mean_return=f"{np.mean(collector.episode_returns[-20:]):.1f}")
+            if callback is not None and callback(
+                {"update": update, "env_steps": collector.env_steps, "actor": actor, "critic": critic, "stats": row}
+            ):
+                break
+    finally:
+        bar.close()
+        if created:
+            envs.close()
+
+    history = history_arrays(
+        {
+            "episode_returns": collector.episode_returns,
+            "episode_lengths": collector.episode_lengths,
+            "episode_steps": collector.episode_steps,
+            **log,
+        },
+        dtypes={"episode_lengths": np.int64, "episode_steps": np.int64, "update_steps": np.int64, "epochs": np.int64},
+    )
+    return TrainResult(actor=actor, critic=critic, history=history, config=config, seed=seed)
