@@ -31,6 +31,7 @@ Part 2, for authors and learners: the generator, run as ::
     python -m rl_basics.exercises list                # every (exercise, check) pair found
     python -m rl_basics.exercises colab-cell [--insert]  # print (or insert/update) the Colab set-up cell
     python -m rl_basics.exercises links               # "Open in Colab" badges for the README's course map
+    python -m rl_basics.exercises insert NB.ipynb "Q-learning update" --after 12   # a catalogue exercise
 """
 
 from __future__ import annotations
@@ -656,6 +657,74 @@ def build(notebooks: Sequence[Path] | None = None, out: Path = EXERCISES_DIR) ->
     return written
 
 
+CATALOGUE = ROOT / "docs" / "exercises.md"
+"""Ready-made (exercise, check) cell pairs, one ``### Chapter NN — title`` section each."""
+
+
+@dataclass
+class CatalogueEntry:
+    """One ready-made exercise of ``docs/exercises.md``: its title and the two cells' sources."""
+
+    title: str
+    solution: str
+    check: str
+
+    @property
+    def chapter(self) -> str:
+        found = re.match(r"Chapter (\d+)", self.title)
+        return found.group(1) if found else ""
+
+
+def catalogue(path: Path = CATALOGUE) -> list[CatalogueEntry]:
+    """The entries of the catalogue: a ``### title`` heading, a ```` ```python exercise ```` block
+    and a ```` ```python check ```` block."""
+    text = Path(path).read_text(encoding="utf-8")
+    pattern = r"^### ([^\n]+)\n+```python exercise\n(.*?)```\s*```python check\n(.*?)```"
+    return [CatalogueEntry(t.strip(), sol, chk) for t, sol, chk in re.findall(pattern, text, re.S | re.M)]
+
+
+def insert_exercise(path: Path, title: str, after: int) -> list[int]:
+    """Insert a catalogue entry (a markdown cell, the exercise cell, its check cell) after cell ``after``.
+
+    ``title`` is any unique part of the entry's title (e.g. ``"Q-learning update"``). Returns the
+    indices of the three new cells.
+
+    Raises:
+        ValueError: no or several matching entries, ``after`` out of range, or the notebook
+            already defines the exercise's function in an exercise cell.
+    """
+    matches = [e for e in catalogue() if title.lower() in e.title.lower()]
+    if len(matches) != 1:
+        raise ValueError(f"{title!r} matches {len(matches)} catalogue entries: {[e.title for e in matches]}")
+    entry = matches[0]
+    nb = read_notebook(path)
+    cells = nb["cells"]
+    if not -1 <= after < len(cells):
+        raise ValueError(f"after={after} is outside the notebook's cells 0..{len(cells) - 1}")
+    names = _defined_names(entry.solution)
+    existing = {n for c in cells if EXERCISE_TAG in _tags(c) for n in _defined_names(_source(c))}
+    if set(names) & existing:
+        raise ValueError(f"{Path(path).name} already has an exercise cell defining {sorted(set(names) & existing)}")
+    what = entry.title.split("—", 1)[-1].strip()
+    new = [
+        {"cell_type": "markdown", "metadata": {}, "source":
+            f"### ✏️ Exercise: {what}\n\nWrite `{names[0]}` (its docstring says what it takes and returns), then run "
+            "the check cell below it: it compares your function with the course's implementation on fresh random "
+            "inputs and edge cases and tells you what is wrong."},
+        {"cell_type": "code", "execution_count": None, "metadata": {"tags": [EXERCISE_TAG]}, "outputs": [],
+         "source": entry.solution.rstrip("\n")},
+        {"cell_type": "code", "execution_count": None, "metadata": {"tags": [CHECK_TAG]}, "outputs": [],
+         "source": entry.check.rstrip("\n")},
+    ]
+    taken = {c.get("id") for c in cells}
+    for i, cell in enumerate(new):
+        base = f"exercise-{names[0].replace('_', '-')}-{i}"
+        cell["id"] = base if base not in taken else f"{base}-{len(cells)}"
+    cells[after + 1 : after + 1] = new
+    Path(path).write_text(dumps_notebook(nb), encoding="utf-8")
+    return [after + 1, after + 2, after + 3]
+
+
 # ----------------------------------------------------------------------------------------------
 # Colab: the set-up cell every notebook starts with, and the "Open in Colab" links
 # ----------------------------------------------------------------------------------------------
@@ -728,6 +797,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_colab = sub.add_parser("colab-cell", help="print the Colab set-up cell, or insert/update it in notebooks")
     p_colab.add_argument("--insert", action="store_true", help="make it the first code cell of each notebook")
     p_colab.add_argument("notebooks", nargs="*", type=Path)
+    p_insert = sub.add_parser("insert", help="insert a catalogue exercise (docs/exercises.md) into a notebook")
+    p_insert.add_argument("notebook", type=Path)
+    p_insert.add_argument("title", help="a unique part of the entry's title, e.g. 'Q-learning update'")
+    p_insert.add_argument("--after", type=int, required=True, help="index of the cell to insert after (-1: at the top)")
     p_links = sub.add_parser("links", help='print an "Open in Colab" badge per notebook (for the README)')
     p_links.add_argument("--exercises", action="store_true", help="link the exercise notebooks instead")
     args = parser.parse_args(argv)
@@ -742,6 +815,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 check = re.search(r"check_\w+", pair.check)
                 print(f"{path.name}  cell {pair.exercise_index:>3}  {', '.join(pair.names) or '(region)'}  ->  "
                       f"{check.group(0) if check else pair.check.strip().splitlines()[-1]}")
+    elif args.command == "insert":
+        at = insert_exercise(args.notebook, args.title, args.after)
+        print(f"{args.notebook}: inserted cells {at} (markdown, exercise, check)")
     elif args.command == "links":
         for path in solution_notebooks():
             folder = "exercises" if args.exercises else "notebooks"

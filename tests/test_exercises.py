@@ -24,7 +24,6 @@ from rl_basics.exercises import CheckFailed
 from rlhf import checks as lm_checks
 
 ROOT = Path(__file__).resolve().parents[1]
-CATALOGUE = ROOT / "docs" / "exercises.md"
 ALL_CHECKS = {name: getattr(m, name) for m in (rl_checks, lm_checks) for name in m.__all__ if name.startswith("check_")}
 
 
@@ -68,13 +67,7 @@ def test_notebook_check_passes_on_solution_and_fails_on_stub(pair):
     _assert_pair(pair.solution, pair.stub, pair.check, pair.label)
 
 
-def _catalogue() -> list[tuple[str, str, str]]:
-    text = CATALOGUE.read_text(encoding="utf-8")
-    found = re.findall(r"^### ([^\n]+)\n+```python exercise\n(.*?)```\s*```python check\n(.*?)```", text, re.S | re.M)
-    return [(title.strip(), solution, check) for title, solution, check in found]
-
-
-CATALOGUE_PAIRS = _catalogue()
+CATALOGUE_PAIRS = [(e.title, e.solution, e.check) for e in ex.catalogue()]
 
 
 @pytest.mark.parametrize("title,solution,check", CATALOGUE_PAIRS, ids=[t for t, _, _ in CATALOGUE_PAIRS])
@@ -502,6 +495,21 @@ def test_iter_exercises_rejects_broken_tagging(tmp_path, cells, message):
     path.write_text(json.dumps(_notebook(cells)))
     with pytest.raises(ValueError, match=message):
         list(ex.iter_exercises(path))
+
+
+def test_insert_command_adds_a_checkable_catalogue_exercise(tmp_path):
+    path = tmp_path / "03_demo.ipynb"
+    path.write_text(json.dumps(_course_like_notebook()))
+    assert ex.main(["insert", str(path), "Q-learning update", "--after", "1"]) == 0
+    cells = ex.read_notebook(path)["cells"]
+    assert cells[2]["cell_type"] == "markdown" and "Q-learning update" in cells[2]["source"]
+    pairs = list(ex.iter_exercises(path))
+    assert [p.names for p in pairs] == [["q_learning_update"], ["discounted_return"]]
+    _assert_pair(pairs[0].solution, pairs[0].stub, pairs[0].check, pairs[0].label)
+    with pytest.raises(ValueError, match="already has an exercise cell"):
+        ex.insert_exercise(path, "Q-learning update", after=1)
+    with pytest.raises(ValueError, match="matches 0 catalogue entries"):
+        ex.insert_exercise(path, "no such exercise", after=1)
 
 
 # ----------------------------------------------------------------------------- Colab
