@@ -24,6 +24,7 @@ from rl_basics.exercises import Case, CheckFailed, Mistake, check_function, fres
 
 __all__ = [
     "check_discounted_return",
+    "check_discounted_returns",
     "check_bellman_expectation_backup",
     "check_bellman_optimality_backup",
     "check_greedy_policy",
@@ -75,6 +76,39 @@ def check_discounted_return(fn: Callable, *, seed: int | None = None) -> None:
                 "the last gamma**(T-1).", lambda r, g: discounted_return(list(r)[::-1], g)),
     ]
     check_function(fn, discounted_return, cases, exercise="the discounted return", mistakes=mistakes, seed=seed)
+
+
+def check_discounted_returns(fn: Callable, *, seed: int | None = None) -> None:
+    """Check ``fn(rewards, gamma) -> (T,)``: the return ``G_t`` of every step of one episode.
+
+    ``G_t = rewards[t] + gamma * rewards[t+1] + ... = rewards[t] + gamma * G_{t+1}`` with
+    ``G_T = 0``; ``rewards[t]`` is the reward after the action at step ``t`` (``R_{t+1}``).
+    """
+    rng, seed = _rng(seed)
+    cases = [Case(f"random rewards, T={T}, gamma={g}", (np.round(rng.normal(size=T), 3), g))
+             for T, g in ((6, 0.9), (15, 0.5), (40, 0.99))]
+    cases += [
+        Case("edge case: a single reward", (np.array([2.0]), 0.9)),
+        Case("edge case: gamma = 0 (each G_t is its own reward)", (np.array([1.0, 5.0, 7.0]), 0.0)),
+        Case("edge case: gamma = 1", (np.array([1.0, -2.0, 3.0, 4.0]), 1.0)),
+    ]
+
+    def reference(rewards, gamma):
+        return _episode_returns(np.zeros(len(rewards)), rewards, gamma)[0]
+
+    mistakes = [
+        Mistake("the discount is missing: G_t = rewards[t] + gamma * G_{t+1}.", lambda r, g: reference(r, 1.0)),
+        Mistake("you accumulate forwards (the discounted sum of the rewards *before* t); G_t sums the rewards "
+                "from t to the end: loop backwards.", lambda r, g: reference(r[::-1], g)[::-1]),
+        Mistake("you accumulate forwards (sum_{k <= t} gamma^k r_k, the discounted rewards *before* t); G_t sums "
+                "the rewards from t to the end: loop backwards.", lambda r, g: np.cumsum(r * g ** np.arange(len(r)))),
+        Mistake("off by one: G_t starts with rewards[t], the reward right after step t (you return G_{t+1}).",
+                lambda r, g: np.append(reference(r, g)[1:], 0.0)),
+        Mistake("each step's own reward is discounted once too often: G_t = rewards[t] + gamma * G_{t+1}, "
+                "the first reward undiscounted.", lambda r, g: g * reference(r, g)),
+    ]
+    check_function(fn, reference, cases, exercise="the returns G_t", mistakes=mistakes, seed=seed,
+                   arg_names=("rewards", "gamma"))
 
 
 def random_model(rng: np.random.Generator, n_states: int = 5, n_actions: int = 3, terminal_share: float = 0.3):

@@ -252,6 +252,8 @@ WRONG = [
     ("check_discounted_return", lambda r, g: float(np.sum(r)), "discount is missing"),
     ("check_discounted_return", lambda r, g: sum(g ** (k + 1) * x for k, x in enumerate(r)), "off by one"),
     ("check_discounted_return", _wrong_discount_reversed, "reverse order"),
+    ("check_discounted_returns", lambda r, g: np.cumsum(r * g ** np.arange(len(r))), "loop backwards"),
+    ("check_discounted_returns", lambda r, g: np.array([sum(r[t:]) for t in range(len(r))]), "discount is missing"),
     ("check_bellman_expectation_backup", _bellman_transitions, "model.continuation"),
     ("check_bellman_expectation_backup", lambda m, V, pi, g: (pi * (m.rewards + m.continuation @ V)).sum(1), "discount gamma is missing"),
     ("check_bellman_expectation_backup", lambda m, V, pi, g: (m.rewards + g * m.continuation @ V).max(1), "optimality"),
