@@ -404,15 +404,6 @@ def _check_gradients(learner, reference, case, grad_args, arg_names, atol, rtol,
                    "something outside the formula (a detach, an in-place change, a clamp) alters it.")
 
 
-def report_failure_if_raises(check: Callable[[], None]) -> CheckFailed | None:
-    """Run a check and return the :class:`CheckFailed` it raised (or None): for tests and demos."""
-    try:
-        check()
-    except CheckFailed as exc:
-        return exc
-    return None
-
-
 # ----------------------------------------------------------------------------------------------
 # Part 2: exercise notebooks generated from the solution notebooks
 # ----------------------------------------------------------------------------------------------

@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import shutil
 import signal
 import socket
 import subprocess
@@ -202,5 +201,6 @@ def test_course_notebook_runs_in_jupyter_lab_in_chromium(jupyter_lab):
 
 def test_jupyter_lab_is_installed():
     """The README's "open the course" command needs jupyter lab in the course's environment."""
-    assert shutil.which("jupyter", path=str(Path(sys.executable).parent)) or subprocess.run(
-        [sys.executable, "-m", "jupyter", "lab", "--version"], capture_output=True).returncode == 0
+    done = subprocess.run([sys.executable, "-m", "jupyter", "lab", "--version"], capture_output=True, text=True,
+                          check=False, timeout=120)
+    assert done.returncode == 0, done.stderr

@@ -55,7 +55,7 @@ def test_handler_runs_the_cli_and_logs_the_last_metrics(monkeypatch, tmp_path):
 
 
 def test_function_definition_runs_locally_through_mlrun(monkeypatch, tmp_path):
-    mlrun = pytest.importorskip("mlrun", reason="mlrun is an optional extra (pip install mlrun); not installed")
+    pytest.importorskip("mlrun", reason="mlrun is an optional extra (pip install mlrun); not installed")
     calls = []
     monkeypatch.setattr(rlhf.cli, "main", fake_pipeline(calls))
     monkeypatch.chdir(tmp_path)
