@@ -1,1 +1,17 @@
-"""rlhf: language-model alignment helpers of the course (tiny world, SFT, reward models, PPO-RLHF)."""
+"""rlhf: language-model alignment helpers of the course (tiny world, SFT, reward models, PPO-RLHF).
+
+Chapters 7–8 (the offline tiny world and its first two RLHF stages):
+
+- :mod:`rlhf.paths` — where data lives (``$RL_COURSE_DATA``, the checkout's ``data/``, or
+  ``~/.cache/rl-course``) and the file-locked, atomic cache of built artifacts;
+- :mod:`rlhf.corpus` — the seeded movie-review generator and its prompts;
+- :mod:`rlhf.tiny_world` — tokenizer, tiny ``PhiForCausalLM``, and the cached stages
+  ``base_model_dir()``, ``sft_model_dir()``, ``preference_dataset_path()``, ``reward_model_dir()``;
+  ``python -m rlhf.tiny_world build`` rebuilds them;
+- :mod:`rlhf.models` — ``load_model`` / ``load_reward_model`` for ``"tiny"``, ``"auto"``, a local
+  directory or a hub id such as ``"microsoft/phi-2"`` (dtype, device, pad token, LoRA);
+- :mod:`rlhf.policy` — sampling, response log-probabilities, per-token KL, perplexity;
+- :mod:`rlhf.gold` — the gold rater (ground truth) and the Bradley–Terry annotator;
+- :mod:`rlhf.sft`, :mod:`rlhf.preferences`, :mod:`rlhf.reward` — SFT with TRL's ``SFTTrainer``,
+  preference data and its validation, reward modelling with TRL's ``RewardTrainer``.
+"""

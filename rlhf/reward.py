@@ -65,7 +65,7 @@ def reward_config(settings: RewardSettings, output_dir: str | Path):
         max_length=settings.max_length,
         center_rewards_coefficient=settings.center_rewards_coefficient,
         bf16=on_gpu and torch.cuda.is_bf16_supported(),
-        gradient_checkpointing=False,
+        activation_checkpointing=False,
         logging_steps=5,
         save_strategy="no",
         report_to="none",
@@ -73,7 +73,7 @@ def reward_config(settings: RewardSettings, output_dir: str | Path):
         seed=settings.seed,
         data_seed=settings.seed,
         use_cpu=not on_gpu,
-        disable_tqdm=True,
+        disable_tqdm=False,
         dataloader_num_workers=0,
     )
 

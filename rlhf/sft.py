@@ -101,7 +101,7 @@ def sft_config(settings: SFTSettings, output_dir: str | Path):
         completion_only_loss=True,
         packing=False,
         bf16=on_gpu and torch.cuda.is_bf16_supported(),
-        gradient_checkpointing=False,
+        activation_checkpointing=False,
         logging_steps=5,
         save_strategy="no",
         report_to="none",
@@ -109,7 +109,7 @@ def sft_config(settings: SFTSettings, output_dir: str | Path):
         seed=settings.seed,
         data_seed=settings.seed,
         use_cpu=not on_gpu,
-        disable_tqdm=True,
+        disable_tqdm=False,
         dataloader_num_workers=0,
     )
 
