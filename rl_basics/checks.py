@@ -241,11 +241,14 @@ def check_greedy_policy(fn: Callable, *, seed: int | None = None) -> None:
     cases.append(Case("edge case: ties (the 4x4 gridworld with V = 0: every action is as good)", (grid, np.zeros(16), 1.0)))
     for case in cases:
         model, V, gamma = case.args
+        where = f"\n  inputs: {case.name} (pass seed={seed} to reproduce)"
         try:
             pi = fn(*case.args)
-        except NotImplementedError as exc:
-            raise CheckFailed("policy improvement: not done yet — replace `raise NotImplementedError` with your code.") from exc
-        where = f"\n  inputs: {case.name} (pass seed={seed} to reproduce)"
+        except NotImplementedError:
+            raise CheckFailed("policy improvement: not done yet — replace `raise NotImplementedError` in your "
+                              "function with your code, then run this check again.") from None
+        except Exception as exc:
+            raise CheckFailed(f"policy improvement: your function raised {type(exc).__name__}: {exc}" + where) from exc
         pi = np.asarray(pi, dtype=float) if pi is not None else None
         if pi is None:
             raise CheckFailed("policy improvement: your function returned None: did you forget `return`?" + where)

@@ -298,6 +298,7 @@ def check_function(
             advantages, returns or baselines.
         quiet: do not print the one-line success message.
     """
+    __tracebackhide__ = True  # IPython and pytest show the learner the message, not this function's frames
     if arg_names is None:
         try:
             arg_names = list(inspect.signature(reference).parameters)
@@ -306,6 +307,7 @@ def check_function(
     again = f" (random inputs from seed={seed}: pass seed={seed} to the check to reproduce)" if seed is not None else ""
 
     def fail(case: Case, message: str, cause: BaseException | None = None) -> None:
+        __tracebackhide__ = True
         raise CheckFailed(f"{exercise}: {message}\n  inputs: {case.name}{again}") from cause
 
     for case in cases:
@@ -313,11 +315,11 @@ def check_function(
         args = _copy(case.args)
         try:
             out = learner(*args, **_copy(case.kwargs))
-        except NotImplementedError as exc:
+        except NotImplementedError:
             raise CheckFailed(
                 f"{exercise}: not done yet — replace `raise NotImplementedError` in your function with your code, "
                 "then run this check again."
-            ) from exc
+            ) from None
         except Exception as exc:
             fail(case, f"your function raised {type(exc).__name__}: {exc}", exc)
         if not allow_inplace:
@@ -378,6 +380,7 @@ def _diagnose(problem: str, expected: Any, got: Any, case: Case, mistakes: Seque
 
 
 def _check_gradients(learner, reference, case, grad_args, arg_names, atol, rtol, fail) -> None:
+    __tracebackhide__ = True
     torch = _torch()
     grads = []
     for fn in (reference, learner):
