@@ -20,7 +20,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from rl_basics.exercises import Case, CheckFailed, Mistake, check_function, fresh_seed
+from rl_basics.exercises import Case, CheckFailed, Mistake, check_function, fresh_seed, learner_check
 
 __all__ = [
     "check_discounted_return",
@@ -53,6 +53,7 @@ def _rng(seed: int | None) -> tuple[np.random.Generator, int]:
 # ============================================================================ chapter 0: returns, Bellman
 
 
+@learner_check
 def check_discounted_return(fn: Callable, *, seed: int | None = None) -> None:
     """Check ``fn(rewards, gamma) -> float``: the return ``G_0 = sum_k gamma^k r_k`` of a reward sequence.
 
@@ -78,6 +79,7 @@ def check_discounted_return(fn: Callable, *, seed: int | None = None) -> None:
     check_function(fn, discounted_return, cases, exercise="the discounted return", mistakes=mistakes, seed=seed)
 
 
+@learner_check
 def check_discounted_returns(fn: Callable, *, seed: int | None = None) -> None:
     """Check ``fn(rewards, gamma) -> (T,)``: the return ``G_t`` of every step of one episode.
 
@@ -174,6 +176,7 @@ _TERMINAL_HINT = (
 )
 
 
+@learner_check
 def check_bellman_expectation_backup(fn: Callable, *, seed: int | None = None) -> None:
     """Check ``fn(model, V, policy, gamma) -> (S,)``, one Bellman expectation backup.
 
@@ -202,6 +205,7 @@ def check_bellman_expectation_backup(fn: Callable, *, seed: int | None = None) -
 # ============================================================================ chapter 1: dynamic programming
 
 
+@learner_check
 def check_bellman_optimality_backup(fn: Callable, *, seed: int | None = None) -> None:
     """Check ``fn(model, V, gamma) -> (S,)``, one Bellman optimality backup (a value-iteration sweep).
 
@@ -226,6 +230,7 @@ def check_bellman_optimality_backup(fn: Callable, *, seed: int | None = None) ->
                    mistakes=mistakes, seed=seed)
 
 
+@learner_check
 def check_greedy_policy(fn: Callable, *, seed: int | None = None) -> None:
     """Check ``fn(model, V, gamma) -> (S, A)``: policy improvement, the policy greedy with respect to ``V``.
 
@@ -291,6 +296,7 @@ def _greedy_hint(model, V, gamma, support) -> str:
     return "compute Q(s, a) = r(s,a) + gamma * sum_s' C[s,a,s'] V(s') and put all probability on its argmax."
 
 
+@learner_check
 def check_policy_evaluation(fn: Callable, *, seed: int | None = None) -> None:
     """Check ``fn(model, policy, gamma, theta) -> V (S,)``: iterative policy evaluation to convergence.
 
@@ -322,6 +328,7 @@ def check_policy_evaluation(fn: Callable, *, seed: int | None = None) -> None:
 # ============================================================================ chapter 2: Monte-Carlo
 
 
+@learner_check
 def check_first_visit_returns(fn: Callable, *, seed: int | None = None) -> None:
     """Check ``fn(states, rewards, gamma) -> dict``: the return following the *first* visit of each state.
 
@@ -353,6 +360,7 @@ def check_first_visit_returns(fn: Callable, *, seed: int | None = None) -> None:
     check_function(fn, first_visit_returns, cases, exercise="first-visit Monte-Carlo returns", mistakes=mistakes, seed=seed)
 
 
+@learner_check
 def check_weighted_importance_sampling_update(fn: Callable, *, seed: int | None = None) -> None:
     """Check ``fn(V, C, G, W) -> (V_new, C_new)``: one incremental weighted importance-sampling update.
 
@@ -392,6 +400,7 @@ def _td_case_args(rng, nS, nA=None):
     return table
 
 
+@learner_check
 def check_td0_update(fn: Callable, *, seed: int | None = None) -> None:
     """Check ``fn(V, s, r, s_next, terminated, alpha, gamma) -> V``: one TD(0) update of a value table.
 
@@ -439,6 +448,7 @@ def _control_cases(rng, with_next_action: bool) -> list[Case]:
     return cases
 
 
+@learner_check
 def check_sarsa_update(fn: Callable, *, seed: int | None = None) -> None:
     """Check ``fn(Q, s, a, r, s_next, a_next, terminated, alpha, gamma) -> Q``: one SARSA update.
 
@@ -461,6 +471,7 @@ def check_sarsa_update(fn: Callable, *, seed: int | None = None) -> None:
                    seed=seed, allow_inplace=True)
 
 
+@learner_check
 def check_q_learning_update(fn: Callable, *, seed: int | None = None) -> None:
     """Check ``fn(Q, s, a, r, s_next, terminated, alpha, gamma) -> Q``: one Q-learning update.
 
@@ -485,6 +496,7 @@ def check_q_learning_update(fn: Callable, *, seed: int | None = None) -> None:
                    mistakes=mistakes, seed=seed, allow_inplace=True)
 
 
+@learner_check
 def check_expected_sarsa_target(fn: Callable, *, seed: int | None = None) -> None:
     """Check ``fn(q_next, r, terminated, epsilon, gamma) -> float``: the Expected SARSA target.
 
@@ -522,6 +534,7 @@ def check_expected_sarsa_target(fn: Callable, *, seed: int | None = None) -> Non
 # ============================================================================ chapter 4: policy gradients
 
 
+@learner_check
 def check_reward_to_go(fn: Callable, *, seed: int | None = None) -> None:
     """Check ``fn(rewards, dones, gamma) -> (T,)``: discounted reward-to-go over consecutive episodes.
 
@@ -557,6 +570,7 @@ def check_reward_to_go(fn: Callable, *, seed: int | None = None) -> None:
     check_function(fn, reward_to_go, cases, exercise="the reward-to-go", mistakes=mistakes, seed=seed)
 
 
+@learner_check
 def check_reinforce_loss(fn: Callable, *, seed: int | None = None) -> None:
     """Check ``fn(log_probs, returns, baseline, valid) -> loss``: the REINFORCE loss with a baseline.
 
@@ -617,6 +631,7 @@ def _rollout(rng, T, N, truncation=True):
             f(np.round(rng.normal(size=(T, N)), 3)), f(terminated), f(terminated | truncated))
 
 
+@learner_check
 def check_bootstrapped_returns(fn: Callable, *, seed: int | None = None) -> None:
     """Check ``fn(rewards, dones, last_value, gamma) -> (T, N)``: A2C's n-step (rollout) returns.
 
@@ -650,6 +665,7 @@ def check_bootstrapped_returns(fn: Callable, *, seed: int | None = None) -> None
                    seed=seed, atol=1e-5, rtol=1e-4)
 
 
+@learner_check
 def check_gae(fn: Callable, *, seed: int | None = None) -> None:
     """Check ``fn(rewards, values, next_values, terminated, episode_end, gamma, lam) -> advantages``: GAE(λ).
 
@@ -743,6 +759,7 @@ def _ppo_cases(rng) -> list[Case]:
     return cases
 
 
+@learner_check
 def check_ppo_policy_loss(fn: Callable, *, seed: int | None = None) -> None:
     """Check ``fn(logp_new, logp_old, advantages, clip_coef) -> loss``: PPO's clipped surrogate loss.
 
@@ -784,6 +801,7 @@ def check_ppo_policy_loss(fn: Callable, *, seed: int | None = None) -> None:
                    seed=seed, atol=1e-5, rtol=1e-4, grad_args=(0,))
 
 
+@learner_check
 def check_ppo_value_loss(fn: Callable, *, seed: int | None = None) -> None:
     """Check ``fn(values_new, values_old, returns, clip_coef) -> loss``: PPO's clipped value loss.
 

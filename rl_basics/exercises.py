@@ -39,6 +39,7 @@ from __future__ import annotations
 import argparse
 import ast
 import copy
+import functools
 import inspect
 import json
 import math
@@ -83,6 +84,25 @@ class Mistake:
 
     hint: str
     fn: Callable[..., Any]
+
+
+def learner_check(check: Callable) -> Callable:
+    """Decorator of the ``check_*`` functions: a failure reaches the notebook as a short traceback.
+
+    The :class:`CheckFailed` is raised anew from the check itself, so Jupyter shows the check
+    cell's line and the message, not the frames of the checking machinery (an exception the
+    learner's own function raised stays attached as the cause, with its traceback).
+    """
+
+    @functools.wraps(check)
+    def wrapper(*args, **kwargs):
+        __tracebackhide__ = True
+        try:
+            return check(*args, **kwargs)
+        except CheckFailed as exc:
+            raise CheckFailed(str(exc)) from exc.__cause__
+
+    return wrapper
 
 
 def fresh_seed() -> int:

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from rl_basics.exercises import Case, CheckFailed, Mistake, check_function, fresh_seed
+from rl_basics.exercises import Case, CheckFailed, Mistake, check_function, fresh_seed, learner_check
 
 __all__ = [
     "check_sequence_logprob",
@@ -61,6 +61,7 @@ def _prefix_mask(rng, B: int, T: int, full_row: bool = True) -> torch.Tensor:
 # ============================================================================ chapter 7: LMs as policies
 
 
+@learner_check
 def check_sequence_logprob(fn: Callable, *, seed: int | None = None) -> None:
     """Check ``fn(logits, input_ids, response_mask, temperature) -> (B,)``: log pi(response | prompt).
 
@@ -123,6 +124,7 @@ def check_sequence_logprob(fn: Callable, *, seed: int | None = None) -> None:
                    atol=ATOL, rtol=RTOL, grad_args=(0,))
 
 
+@learner_check
 def check_kl_estimators(fn: Callable, *, seed: int | None = None) -> None:
     """Check ``fn(logprobs, ref_logprobs) -> (k1, k3)``: per-token estimates of KL(pi || pi_ref).
 
@@ -160,6 +162,7 @@ def check_kl_estimators(fn: Callable, *, seed: int | None = None) -> None:
 # ============================================================================ chapter 8: reward modelling
 
 
+@learner_check
 def check_bradley_terry_loss(fn: Callable, *, seed: int | None = None) -> None:
     """Check ``fn(r_chosen, r_rejected) -> loss``: the Bradley-Terry (pairwise) reward-model loss.
 
@@ -185,6 +188,7 @@ def check_bradley_terry_loss(fn: Callable, *, seed: int | None = None) -> None:
                    atol=ATOL, rtol=RTOL, grad_args=(0, 1))
 
 
+@learner_check
 def check_preference_probability(fn: Callable, *, seed: int | None = None) -> None:
     """Check ``fn(score_a, score_b, beta) -> P(a preferred over b)``: the Bradley-Terry annotator.
 
@@ -219,6 +223,7 @@ def _rlhf_batch(rng, B, T):
     return (_t(rng.normal(size=B)), _t(ref + rng.normal(scale=0.5, size=(B, T))), _t(ref), mask)
 
 
+@learner_check
 def check_kl_penalized_rewards(fn: Callable, *, seed: int | None = None) -> None:
     """Check ``fn(scores, logprobs, ref_logprobs, mask, kl_coef) -> rewards (B, T)``: PPO-RLHF's per-token rewards.
 
@@ -269,6 +274,7 @@ def check_kl_penalized_rewards(fn: Callable, *, seed: int | None = None) -> None
                    atol=ATOL, rtol=RTOL)
 
 
+@learner_check
 def check_response_gae(fn: Callable, *, seed: int | None = None) -> None:
     """Check ``fn(rewards, values, mask, gamma, lam) -> advantages (B, T)``: GAE over response tokens.
 
@@ -335,6 +341,7 @@ def _forward_gae(r, v, m, g, lam):
 # ============================================================================ chapter 10: beyond PPO
 
 
+@learner_check
 def check_dpo_loss(fn: Callable, *, seed: int | None = None) -> None:
     """Check ``fn(policy_chosen, policy_rejected, ref_chosen, ref_rejected, beta) -> loss``: the DPO loss.
 
@@ -378,6 +385,7 @@ def _group_cases(rng) -> list[Case]:
     return cases
 
 
+@learner_check
 def check_grpo_advantages(fn: Callable, *, seed: int | None = None) -> None:
     """Check ``fn(rewards, group_size) -> advantages``: GRPO's group-normalised advantages.
 
@@ -404,6 +412,7 @@ def check_grpo_advantages(fn: Callable, *, seed: int | None = None) -> None:
                    atol=1e-3, rtol=1e-3)
 
 
+@learner_check
 def check_rloo_advantages(fn: Callable, *, seed: int | None = None) -> None:
     """Check ``fn(rewards, group_size) -> advantages``: RLOO's leave-one-out advantages.
 
