@@ -40,6 +40,7 @@ import numpy as np
 import torch
 from peft import LoraConfig, PeftModel
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, TrainerCallback
+from transformers.trainer_callback import PrinterCallback
 
 from rlhf.ppo_rollout import RewardScorer, left_pad, response_mask, sample_tokens, sampling_uniforms, tokenize_prompts
 
@@ -507,15 +508,28 @@ class BaselineResult:
 
 
 class _Progress(TrainerCallback):
-    """Evaluates the policy every ``every`` optimizer steps and keeps the wall-clock spent doing it."""
+    """A progress bar, and an evaluation of the policy every ``every`` optimizer steps (keeping
+    the wall-clock spent evaluating, so it can be left out of the training time)."""
 
     def __init__(self, evaluate: Callable[[PreTrainedModel], dict[str, float]] | None, every: int,
-                 episodes_per_step: float):
+                 episodes_per_step: float, desc: str, progress: bool):
         self.evaluate, self.every, self.episodes_per_step = evaluate, every, episodes_per_step
+        self.desc, self.progress, self.bar = desc, progress, None
         self.rows: list[dict[str, float]] = []
         self.eval_seconds = 0.0
 
+    def on_train_begin(self, args, state, control, **kwargs):
+        from rl_basics.agents.core import progress_bar
+
+        self.bar = progress_bar(state.max_steps, enabled=self.progress, desc=self.desc)
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if self.bar is not None:
+            self.bar.close()
+
     def on_step_end(self, args, state, control, model=None, **kwargs):
+        if self.bar is not None:
+            self.bar.update(1)
         if self.evaluate is not None and self.every and state.global_step % self.every == 0:
             start = time.perf_counter()
             row = {"step": state.global_step, "episodes": state.global_step * self.episodes_per_step,
@@ -562,6 +576,7 @@ def train_dpo(
     evaluate: Callable[[PreTrainedModel], dict[str, float]] | None = None,
     evaluate_every: int = 0,
     copy_policy: bool = True,
+    progress: bool = True,
 ) -> BaselineResult:
     """Train ``policy`` with TRL's ``DPOTrainer`` on preference pairs.
 
@@ -576,6 +591,9 @@ def train_dpo(
         evaluate: optional ``model -> dict`` run every ``evaluate_every`` optimizer steps
             (e.g. ``lambda m: evaluate_policy(m, ...).summary()``); its time is not counted
             in ``train_seconds``.
+        copy_policy: train a deep copy of ``policy`` (False: train ``policy`` itself, e.g. a
+            freshly loaded model, to save memory).
+        progress: show a progress bar (TRL's own log printing is switched off).
     """
     from datasets import Dataset
     from trl import DPOConfig, DPOTrainer
@@ -600,7 +618,7 @@ def train_dpo(
             loss_type=["sigmoid"],
         )
     model = _fresh(policy, copy_policy, settings.lora)
-    progress = _Progress(evaluate, evaluate_every, 0)
+    tracker = _Progress(evaluate, evaluate_every, 0, "DPO", progress)
     with _quiet():
         warnings.simplefilter("ignore")
         trainer = DPOTrainer(
@@ -610,16 +628,17 @@ def train_dpo(
             train_dataset=data,
             processing_class=tokenizer,
             peft_config=_lora_config(settings.lora_r, settings.lora_alpha, settings.lora_targets) if settings.lora else None,
-            callbacks=[progress],
+            callbacks=[tracker],
         )
+        trainer.remove_callback(PrinterCallback)  # TRL prints every log line when tqdm is off
         start = time.perf_counter()
         trainer.train()
-        seconds = time.perf_counter() - start - progress.eval_seconds
+        seconds = time.perf_counter() - start - tracker.eval_seconds
     log = [dict(row) for row in trainer.state.log_history]
     trained = trainer.model.eval()
     del trainer
     return BaselineResult(method="dpo", model=trained, tokenizer=tokenizer, train_seconds=seconds, episodes=0,
-                          log=log, evaluations=progress.rows,
+                          log=log, evaluations=tracker.rows,
                           settings={**asdict(settings), "pairs": len(data)})
 
 
@@ -649,6 +668,7 @@ def train_group(
     evaluate: Callable[[PreTrainedModel], dict[str, float]] | None = None,
     evaluate_every: int = 0,
     copy_policy: bool = True,
+    progress: bool = True,
 ) -> BaselineResult:
     """Train ``policy`` with TRL's ``GRPOTrainer`` or ``RLOOTrainer`` (``settings.algorithm``).
 
@@ -661,7 +681,7 @@ def train_group(
             optimises) or :class:`GoldReward` (the ceiling); calibrate it first.
         settings: :class:`GroupSettings`.
         seed: seeds TRL (adapter initialisation, prompt order, sampling).
-        evaluate, evaluate_every: as in :func:`train_dpo`.
+        evaluate, evaluate_every, copy_policy, progress: as in :func:`train_dpo`.
     """
     from datasets import Dataset
 
@@ -703,7 +723,7 @@ def train_group(
     data = Dataset.from_dict({"prompt": list(prompts)})
     model = _fresh(policy, copy_policy, s.lora)
     episodes_per_step = s.generation_batch / (s.minibatches * s.num_iterations)
-    progress = _Progress(evaluate, evaluate_every, episodes_per_step)
+    tracker = _Progress(evaluate, evaluate_every, episodes_per_step, s.algorithm.upper(), progress)
     with _quiet():
         warnings.simplefilter("ignore")
         trainer = Trainer(
@@ -713,16 +733,17 @@ def train_group(
             train_dataset=data,
             processing_class=tokenizer,
             peft_config=_lora_config(s.lora_r, s.lora_alpha, s.lora_targets) if s.lora else None,
-            callbacks=[progress],
+            callbacks=[tracker],
         )
+        trainer.remove_callback(PrinterCallback)  # TRL prints every log line when tqdm is off
         start = time.perf_counter()
         trainer.train()
-        seconds = time.perf_counter() - start - progress.eval_seconds
+        seconds = time.perf_counter() - start - tracker.eval_seconds
     log = [dict(row) for row in trainer.state.log_history]
     trained = trainer.model.eval()
     del trainer
     return BaselineResult(method=s.algorithm, model=trained, tokenizer=tokenizer, train_seconds=seconds,
-                          episodes=s.total_episodes, log=log, evaluations=progress.rows,
+                          episodes=s.total_episodes, log=log, evaluations=tracker.rows,
                           settings={**asdict(s), "optimizer_steps": s.optimizer_steps})
 
 
