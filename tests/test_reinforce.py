@@ -9,6 +9,7 @@ from gymnasium import spaces
 import rl_basics  # noqa: F401  (registers the environments)
 from rl_basics.agents import reinforce
 from rl_basics.agents.core import Rollout, as_vector_env, evaluate, load_actor, make_actor, make_critic, set_seed
+from rl_basics.envs.short_corridor import corridor_state_values
 
 CORRIDOR = "rl_basics/ShortCorridor-v0"
 
@@ -83,7 +84,7 @@ def test_episode_gradient_matches_the_softmax_formula():
 
 
 def test_baseline_reduces_gradient_variance_without_bias():
-    """At the same policy parameters, on the same 64 CartPole episodes, per-episode gradient estimates
+    """At the same policy parameters, on the same 128 CartPole episodes, per-episode gradient estimates
     with a learned V(s) baseline vary much less than without one, and agree with them on average."""
     set_seed(0)
     envs, _ = as_vector_env("CartPole-v1", 64)
@@ -94,7 +95,8 @@ def test_baseline_reduces_gradient_variance_without_bias():
     optimizer = torch.optim.Adam(critic.parameters(), lr=1e-2)
     reinforce.fit_critic(critic, optimizer, fit, reinforce.returns_to_go(fit, 0.99), steps=300)
 
-    episodes = reinforce.collect_episodes(envs, actor, seed=1000)
+    test_envs, _ = as_vector_env("CartPole-v1", 128)
+    episodes = reinforce.collect_episodes(test_envs, actor, seed=1000)
     without = reinforce.episode_gradients(actor, episodes, 0.99)
     with_baseline = reinforce.episode_gradients(actor, episodes, 0.99, critic)
     var_without = without.var(dim=0).sum().item()  # trace of the covariance
@@ -107,6 +109,29 @@ def test_baseline_reduces_gradient_variance_without_bias():
     n = diff.shape[0]
     ratio = (diff.mean(dim=0) ** 2).sum().item() / (diff.var(dim=0).sum().item() / n)
     assert ratio < 3.0
+
+
+def test_gradient_estimates_are_unbiased_against_the_exact_gradient():
+    """Short corridor at pi(right) = 0.3: the mean per-episode estimate of dJ/dtheta (theta the "right"
+    preference) matches the exact derivative of J(sigmoid(theta)), with and without a constant baseline."""
+    p = 0.3
+    envs, _ = as_vector_env(CORRIDOR, 400)
+    set_seed(0)
+    actor = make_actor(envs.single_observation_space, envs.single_action_space, hidden_sizes=())
+    critic = make_critic(envs.single_observation_space, hidden_sizes=())
+    with torch.no_grad():
+        actor.net[0].weight.zero_()
+        actor.net[0].bias.copy_(torch.tensor([0.0, np.log(p / (1 - p))]))
+        critic.net[0].weight.zero_()
+        critic.net[0].bias.fill_(-16.0)  # about J(0.3) = -16.19
+    episodes = reinforce.collect_episodes(envs, actor, seed=0)
+    h = 1e-6
+    exact = (corridor_state_values(p + h)[0] - corridor_state_values(p - h)[0]) / (2 * h) * p * (1 - p)
+    plain = reinforce.episode_gradients(actor, episodes, 1.0)[:, -1].numpy()
+    based = reinforce.episode_gradients(actor, episodes, 1.0, critic)[:, -1].numpy()
+    for estimates in (plain, based):
+        assert abs(estimates.mean() - exact) < 4 * estimates.std(ddof=1) / np.sqrt(len(estimates))
+    assert based.var() < 0.5 * plain.var()
 
 
 def test_training_is_seeded_and_reports_history(tmp_path):

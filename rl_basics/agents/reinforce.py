@@ -221,6 +221,8 @@ def train(
     seed: int = 0,
     progress: bool = True,
     callback: Callable[[dict[str, Any]], bool | None] | None = None,
+    actor: Actor | None = None,
+    critic: nn.Module | None = None,
 ) -> TrainResult:
     """Train a REINFORCE agent, with or without a learned baseline (``config.baseline``).
 
@@ -233,12 +235,16 @@ def train(
         progress: show a progress bar.
         callback: called after every update with a dict (``update``, ``env_steps``,
             ``actor``, ``critic``, ``stats``); returning True stops training.
+        actor: start from this policy (e.g. one loaded with ``load_actor``, or one set to a
+            chosen initial policy) instead of a fresh ``make_actor``; it is trained in place.
+        critic: likewise for the baseline's critic (used only with ``config.baseline``).
 
     Returns:
         A :class:`~rl_basics.agents.core.TrainResult` (``critic`` is None without a
         baseline). ``history`` holds per episode ``episode_returns``, ``episode_lengths``,
-        ``episode_steps`` (transitions collected so far when it ended; the discarded
-        waiting steps are not counted) and per update ``update_steps``, ``policy_loss``,
+        ``episode_steps`` (transitions collected up to and including this episode, the
+        episodes of a batch counted in sub-env order; the discarded waiting steps are not
+        counted) and per update ``update_steps``, ``policy_loss``,
         ``value_loss`` (NaN without a baseline), ``entropy``, ``grad_norm`` (of the policy
         gradient estimate) and ``explained_variance`` (NaN without a baseline).
 
@@ -248,12 +254,21 @@ def train(
     config = config or ReinforceConfig()
     envs, created = as_vector_env(env, config.episodes_per_update)
     set_seed(seed)
-    actor = make_actor(envs.single_observation_space, envs.single_action_space, config.hidden_sizes)
+    if actor is None:
+        actor = make_actor(envs.single_observation_space, envs.single_action_space, config.hidden_sizes)
+    elif (actor.observation_space, actor.action_space) != (envs.single_observation_space, envs.single_action_space):
+        raise ValueError(
+            f"the actor was made for observations {actor.observation_space} and actions {actor.action_space}, "
+            f"but the env has {envs.single_observation_space} and {envs.single_action_space}"
+        )
     optimizer = torch.optim.Adam(actor.parameters(), lr=config.learning_rate)
-    critic, value_optimizer = None, None
+    value_optimizer = None
     if config.baseline:
-        critic = make_critic(envs.single_observation_space, config.hidden_sizes)
+        if critic is None:
+            critic = make_critic(envs.single_observation_space, config.hidden_sizes)
         value_optimizer = torch.optim.Adam(critic.parameters(), lr=config.value_learning_rate)
+    else:
+        critic = None
     n_episodes = envs.num_envs
     n_updates = math.ceil(config.total_episodes / n_episodes)
 
@@ -281,10 +296,10 @@ def train(
             grad_norm = nn.utils.clip_grad_norm_(actor.parameters(), float("inf"))
             optimizer.step()
 
-            # per-episode statistics, in the order the episodes ended
+            # per-episode statistics, in sub-env order (sorting by end time would put short episodes first)
             lengths = episodes.valid.sum(dim=0).long().numpy()
             ep_returns = (episodes.rewards * episodes.valid).sum(dim=0).numpy()
-            for i in np.argsort(lengths, kind="stable"):
+            for i in range(n_episodes):
                 env_steps += int(lengths[i])
                 log["episode_returns"].append(float(ep_returns[i]))
                 log["episode_lengths"].append(int(lengths[i]))
