@@ -61,7 +61,8 @@ class BlackjackLanes(Lanes):
         if env is not None:
             u = env.unwrapped
             if not getattr(u, "sab", False):
-                raise ValueError("env: the numpy Blackjack simulator follows the book's rules; make the env with sab=True")
+                raise ValueError("env: the numpy Blackjack simulator follows the book's rules; "
+                                 "make the env with sab=True")
         self.spec = blackjack_spec()
         self.n_lanes = n_lanes
         self._streams = LaneStreams(n_lanes, seed)
@@ -300,7 +301,10 @@ def _solve(policy: np.ndarray | None) -> BlackjackExact:
     # forward pass: expected visits from the initial deal (player's two cards; dealer card d)
     visits = np.zeros(SHAPE)
     nat_visits = np.zeros(11)
-    pol = policy if policy is not None else np.stack([(q[..., STICK] >= q[..., HIT]), (q[..., HIT] > q[..., STICK])], -1)
+    if policy is None:  # the optimal policy, ties to stick
+        pol = np.stack([q[..., STICK] >= q[..., HIT], q[..., HIT] > q[..., STICK]], axis=-1).astype(float)
+    else:
+        pol = policy
     expected_return = 0.0
     for d, pd in zip(CARDS, CARD_PROBS):
         for c1, p1 in zip(CARDS, CARD_PROBS):

@@ -328,10 +328,8 @@ def off_policy_mc_prediction(env: gym.Env, target_policy: np.ndarray, n_episodes
     n_episodes = check_positive_int("n_episodes", n_episodes)
     n_runs = check_positive_int("n_runs", n_runs)
     gamma = check_gamma(gamma)
-    if batch_size is None:
-        batch_size = n_episodes if simulator == "vector" else 1
-        if simulator == "vector":
-            batch_size = max(1, min(n_episodes, DEFAULT_VECTOR_BATCH // n_runs))
+    if batch_size is None:  # episodes per run simulated at once
+        batch_size = max(1, min(n_episodes, DEFAULT_VECTOR_BATCH // n_runs)) if simulator == "vector" else 1
     chunk = check_positive_int("batch_size", batch_size)
     lanes = make_lanes(env, n_runs * chunk, seed, simulator)
     spec = lanes.spec

@@ -470,7 +470,8 @@ def rollout(lanes: Lanes, choose_actions, max_steps: int | None = None, start_st
         if max_steps is not None and t >= max_steps:
             raise RuntimeError(f"an episode ran past max_steps={max_steps}; the policy may never terminate")
         if t == cap:  # grow the buffers
-            states, actions, rewards = (np.concatenate([x, np.zeros_like(x)], axis=1) for x in (states, actions, rewards))
+            states, actions, rewards = (np.concatenate([x, np.zeros_like(x)], axis=1)
+                                        for x in (states, actions, rewards))
             cap *= 2
         a = first_actions[run] if (t == 0 and first_actions is not None) else choose_actions(run, s)
         s2, r, term, trunc = lanes.step(run, a)

@@ -144,6 +144,7 @@ def n_step_td_prediction(env: gym.Env, n: int, n_episodes: int, alpha: float, ga
     R_buf = np.zeros((n_runs, m))
     t = np.zeros(n_runs, dtype=np.int64)          # time step within the episode
     T = np.full(n_runs, np.iinfo(np.int64).max)   # episode length, once known
+    cut = np.zeros(n_runs, dtype=bool)            # the episode was truncated, not terminated
     powers = gamma ** np.arange(n + 1)
     loop = EpisodeLoop(lanes, n_episodes)
     S_buf[:, 0] = loop.start()
@@ -156,19 +157,22 @@ def n_step_td_prediction(env: gym.Env, n: int, n_episodes: int, alpha: float, ga
             S_buf[acting, (t[acting] + 1) % m] = s2
             R_buf[acting, (t[acting] + 1) % m] = r
             T[acting[term | trunc]] = t[acting[term | trunc]] + 1
-            bootstrap_ok = ~term  # a truncated episode still bootstraps from its last state
-            ends_truncated = np.zeros(n_runs, dtype=bool)
-            ends_truncated[acting] = trunc & bootstrap_ok
+            cut[acting] = trunc & ~term
+        flushing = i[t[i] >= T[i]]  # episode over: nothing happens until tau = 0, so skip ahead to it
+        t[flushing] = np.maximum(t[flushing], n - 1)
         tau = t[i] - n + 1
         u = i[tau >= 0]
         if u.size:
             tau_u = t[u] - n + 1
             G = np.zeros(u.size)
-            for k in range(1, n + 1):  # rewards R_{tau+1} .. R_{min(tau+n, T)}
+            k_max = int(np.minimum(n, T[u] - tau_u).max())
+            for k in range(1, k_max + 1):  # rewards R_{tau+1} .. R_{min(tau+n, T)}
                 inside = tau_u + k <= T[u]
                 G += np.where(inside, powers[k - 1] * R_buf[u, (tau_u + k) % m], 0.0)
-            boot = tau_u + n < T[u]
-            G += np.where(boot, powers[n] * V[u, S_buf[u, (tau_u + n) % m]], 0.0)
+            # bootstrap from S_{tau+n}; past the end only if a time limit cut the episode (from S_T)
+            k_boot = np.minimum(n, T[u] - tau_u)
+            boot = (tau_u + n < T[u]) | cut[u]
+            G += np.where(boot, powers[k_boot] * V[u, S_buf[u, (tau_u + k_boot) % m]], 0.0)
             s_tau = S_buf[u, tau_u % m]
             V[u, s_tau] += alpha * (G - V[u, s_tau])
         t[i] += 1
@@ -178,6 +182,7 @@ def n_step_td_prediction(env: gym.Env, n: int, n_episodes: int, alpha: float, ga
         S_buf[restart, 0] = s0
         t[restart] = 0
         T[restart] = np.iinfo(np.int64).max
+        cut[restart] = False
     return _prediction_result(spec, V, history, loop, n_runs)
 
 
@@ -264,7 +269,8 @@ def td_control(env: gym.Env, method: str, n_episodes: int, alpha: float = 0.5, e
         first_actions=_squeeze(first_actions, n_runs), tables=() if Q2 is None else (out(Q), out(Q2)))
 
 
-def sarsa(env: gym.Env, n_episodes: int, alpha: float = 0.5, epsilon=0.1, gamma: float = 1.0, **kwargs) -> ControlResult:
+def sarsa(env: gym.Env, n_episodes: int, alpha: float = 0.5, epsilon=0.1, gamma: float = 1.0,
+          **kwargs) -> ControlResult:
     """SARSA (on-policy TD control). See :func:`td_control` for the arguments."""
     return td_control(env, "sarsa", n_episodes, alpha, epsilon, gamma, **kwargs)
 

@@ -58,7 +58,8 @@ class WindyGridworldEnv(TabularModelEnv):
             cells = []
             for c in range(COLS):
                 s = r * COLS + c
-                cells.append("x" if s == self.s else "G" if s == self.goal_state else "S" if s == self.start_state else ".")
+                mark = {self.s: "x", self.goal_state: "G"}.get(s, "S" if s == self.start_state else ".")
+                cells.append(mark)
             lines.append(" ".join(cells))
         lines.append(" ".join(str(w) for w in WIND))
         return "\n".join(lines) + "\n"
