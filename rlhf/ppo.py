@@ -23,9 +23,9 @@ with PPO" (2024); Zheng et al., "Secrets of RLHF in Large Language Models Part I
 (arXiv:2307.04964); Schulman et al., "Proximal Policy Optimization Algorithms" (arXiv:1707.06347).
 
 The trainer runs unchanged on a CPU, a GPU, or several processes through ``accelerate``
-(``accelerate launch --multi_gpu --num_processes N -m rlhf.cli ppo ...``; on a machine
+(``accelerate launch --multi_gpu --num_processes N -m rlhf.cli ...``; on a machine
 without GPUs that starts N CPU processes talking over gloo). Its randomness is a function
-of ``(seed, step, prompt index)``, so a run is the same on one process or several (same
+of ``(seed, step, position in the batch)``, so a run is the same on one process or several (same
 global batch) and a run resumed from a checkpoint continues the same curve.
 """
 
@@ -247,7 +247,7 @@ class KLController:
 
 @dataclass
 class Rollout:
-    """One PPO step's samples on this process (``B`` local prompts, ``R = max_new_tokens``)."""
+    """One PPO step's samples on this process (``B`` local prompts, ``R`` = the longest response of the global batch)."""
 
     input_ids: Tensor
     """``[B, P + R]`` left-padded prompt followed by the response (pad after EOS)."""
@@ -367,21 +367,23 @@ class PPOTrainer:
         start = self.accelerator.process_index * self.local_batch_size
         return x[start : start + self.local_batch_size]
 
-    def _prompt_indices(self, step: int) -> np.ndarray:
-        """This step's global batch of prompt indices (a function of seed and step), and this process's share."""
-        rng = np.random.default_rng([self.seed, _TRAIN_STREAM, step])
+    def _prompt_indices(self, stream: int, step: int) -> np.ndarray:
+        """A global batch of prompt indices, a function of (seed, stream, step) only."""
+        rng = np.random.default_rng([self.seed, stream, step])
         n = len(self.prompts)
-        batch = rng.choice(n, self.config.batch_size, replace=n < self.config.batch_size)
-        return self._local_rows(batch)
+        return rng.choice(n, self.config.batch_size, replace=n < self.config.batch_size)
 
-    def _encode(self, indices: Sequence[int]) -> tuple[Tensor, Tensor]:
-        input_ids, attention_mask = left_pad([self.prompt_ids[i] for i in indices], self.tokenizer.pad_token_id)
-        return input_ids.to(self.accelerator.device), attention_mask.to(self.accelerator.device)
+    def _sample(self, batch: np.ndarray, stream: int, step: int, adapter: str | None) -> tuple[Tensor, ...]:
+        """Sample this process's share of the global batch of prompt indices ``batch``.
 
-    def _sample(self, indices: Sequence[int], stream: int, step: int, adapter: str | None) -> tuple[Tensor, ...]:
-        """Sample responses for the prompts ``indices``: ``(query_ids, query_mask, responses, sample_logprobs)``."""
-        query_ids, query_mask = self._encode(indices)
-        uniforms = sampling_uniforms(self.seed, stream, step, indices, self.config.max_new_tokens)
+        Row ``b`` of the global batch is sampled with the random numbers of ``(seed, stream,
+        step, b)``, whichever process handles it. Returns ``(query_ids, query_mask, responses,
+        sample_logprobs)`` for the local rows.
+        """
+        positions = self._local_rows(np.arange(len(batch)))
+        query_ids, query_mask = left_pad([self.prompt_ids[i] for i in batch[positions]], self.tokenizer.pad_token_id)
+        query_ids, query_mask = query_ids.to(self.accelerator.device), query_mask.to(self.accelerator.device)
+        uniforms = sampling_uniforms(self.seed, stream, step, positions, self.config.max_new_tokens)
         with self.policy_value.adapter(adapter) as lm:
             responses, logprobs = sample_tokens(
                 lm, query_ids, query_mask, uniforms, self.config.temperature,
@@ -402,13 +404,10 @@ class PPOTrainer:
     def compute_reward_statistics(self) -> None:
         """Mean and std of the reward model's scores of the reference policy's samples
         (``reward_norm_samples`` of them, over all processes), used to normalise every later score."""
-        n_global = math.ceil(self.config.reward_norm_samples / self.config.batch_size) * self.config.batch_size
-        rng = np.random.default_rng([self.seed, _REWARD_STATS_STREAM])
-        everything = rng.choice(len(self.prompts), n_global, replace=len(self.prompts) < n_global)
         scores = []
-        for chunk, start in enumerate(range(0, n_global, self.config.batch_size)):
-            indices = self._local_rows(everything[start : start + self.config.batch_size])
-            query_ids, query_mask, responses, _ = self._sample(indices, _REWARD_STATS_STREAM, chunk, adapter=None)
+        for chunk in range(math.ceil(self.config.reward_norm_samples / self.config.batch_size)):
+            batch = self._prompt_indices(_REWARD_STATS_STREAM, chunk)
+            query_ids, query_mask, responses, _ = self._sample(batch, _REWARD_STATS_STREAM, chunk, adapter=None)
             scores.append(self.scorer(query_ids, query_mask, responses, response_mask(responses, self.tokenizer.eos_token_id)))
         scores = self._gather(torch.cat(scores))
         self._check_finite("reward-model score of the reference samples", scores)
@@ -421,16 +420,19 @@ class PPOTrainer:
     def rollout(self, step: int) -> Rollout:
         """Sample this step's responses and score them (no gradients anywhere)."""
         cfg, model = self.config, self.policy_value
-        indices = self._prompt_indices(step)
-        query_ids, query_mask, responses, sample_logprobs = self._sample(indices, _TRAIN_STREAM, step, POLICY)
+        batch = self._prompt_indices(_TRAIN_STREAM, step)
+        query_ids, query_mask, responses, sample_logprobs = self._sample(batch, _TRAIN_STREAM, step, POLICY)
         mask = response_mask(responses, self.tokenizer.eos_token_id)
+        # Drop the columns that are padding in every response of the global batch (causal
+        # attention: they change nothing before them), so scoring and training skip them.
+        R = int(self._gather(mask.sum(1).max().reshape(1)).max())
+        responses, sample_logprobs, mask = responses[:, :R], sample_logprobs[:, :R], mask[:, :R]
         input_ids = torch.cat([query_ids, responses], dim=1)
         attention_mask = torch.cat([query_mask, mask], dim=1)
-        R = responses.shape[1]
 
         # Score every token in minibatch-sized chunks (the shapes the PPO update will use).
         parts: dict[str, list[Tensor]] = {"logprobs": [], "entropy": [], "values": [], "ref_logprobs": []}
-        for rows in torch.arange(len(indices)).split(self.minibatch_size):
+        for rows in torch.arange(len(query_ids)).split(self.minibatch_size):
             logprobs, entropy, values = model(input_ids[rows], attention_mask[rows], R, cfg.temperature)
             ref_logprobs, _ = model.response_logprobs(input_ids[rows], attention_mask[rows], R, cfg.temperature, adapter=None)
             for key, value in zip(parts, (logprobs, entropy, values, ref_logprobs)):
@@ -617,8 +619,9 @@ class PPOTrainer:
     @torch.no_grad()
     def generate(self, prompts: Sequence[str], reference: bool = False, seed: int = 0) -> list[str]:
         """Sample one response (text, special tokens dropped) per prompt from the current policy,
-        or from the reference with ``reference=True``; the samples depend on ``seed`` and the
-        prompt's position only. Runs on this process alone."""
+        or from the reference with ``reference=True``. The random numbers depend on ``seed`` and
+        the prompt's position only, so two policies asked with the same seed are compared on the
+        same random numbers. Runs on this process alone."""
         ids = tokenize_prompts(self.tokenizer, prompts, self.max_prompt_length, self.config.truncate_prompts)
         responses = []
         for start in range(0, len(ids), self.local_batch_size):

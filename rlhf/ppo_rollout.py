@@ -4,7 +4,7 @@
   context window, left-padded so every response starts in the same column.
 * :func:`sampling_uniforms` / :func:`sample_tokens` — ancestral sampling at temperature
   ``T`` with top-k 0 and top-p 1 (the policy's own distribution, nothing cut off). The random
-  numbers are a function of ``(seed, step, prompt index)`` only, so a run samples the same
+  numbers are a function of ``(seed, step, position in the batch)`` only, so a run samples the same
   responses on one process or on eight, and a resumed run continues the same stream.
 * :func:`response_mask` — which response tokens are real: up to and including the first EOS.
 * :class:`RewardScorer` — the reward model's score of prompt + response at its last real
@@ -64,10 +64,11 @@ def left_pad(sequences: Sequence[Sequence[int]], pad_token_id: int) -> tuple[Ten
     return input_ids, attention_mask
 
 
-def sampling_uniforms(seed: int, stream: int, step: int, indices: Sequence[int], length: int) -> Tensor:
-    """Uniform random numbers ``[B, length]`` (float64), row ``b`` seeded by
-    ``(seed, stream, step, indices[b])`` alone: independent of batch layout and process count."""
-    return torch.from_numpy(np.stack([np.random.default_rng([seed, stream, step, int(i)]).random(length) for i in indices]))
+def sampling_uniforms(seed: int, stream: int, step: int, positions: Sequence[int], length: int) -> Tensor:
+    """Uniform random numbers ``[B, length]`` (float64) for the rows ``positions`` of a global
+    batch: row ``b`` is seeded by ``(seed, stream, step, positions[b])`` alone, so it does not
+    matter which process samples it or in which local batch."""
+    return torch.from_numpy(np.stack([np.random.default_rng([seed, stream, step, int(i)]).random(length) for i in positions]))
 
 
 @torch.no_grad()

@@ -1,6 +1,6 @@
 """PPO-RLHF under ``accelerate launch`` with two CPU processes (gloo) behaves like one process.
 
-The trainer's random numbers depend on (seed, step, prompt index) only, each process weights
+The trainer's random numbers depend on (seed, step, position in the batch) only, each process weights
 its loss by its share of the minibatch's tokens, and advantages are whitened over the global
 batch, so with the same global batch and one minibatch per epoch the two runs compute the
 same thing up to floating-point rounding: their metrics and trained weights must agree. The

@@ -193,7 +193,7 @@ def test_sampler_log_probs_match_the_training_pass_with_left_padding(tokenizer):
     assert torch.equal(position_ids_from_mask(torch.tensor([[0, 0, 1, 1]])), torch.tensor([[0, 0, 0, 1]]))
 
 
-def test_sampling_is_a_function_of_seed_step_and_prompt_index():
+def test_sampling_is_a_function_of_seed_step_and_batch_position():
     a = sampling_uniforms(0, 0, 3, [5, 9], 6)
     b = sampling_uniforms(0, 0, 3, [9], 6)
     assert torch.equal(a[1], b[0])
