@@ -10,9 +10,9 @@ One update:
 3. the policy gradient is estimated by the mean over the episodes of
    ``sum_t (G_t - b(s_t)) grad log pi(a_t|s_t)`` (:func:`reinforce_loss`), with ``b = 0``
    or, with a baseline, ``b = V_w(s)``, a critic regressed on the returns;
-4. one Adam step on the policy (and one on the critic).
+4. one Adam step on the policy (and ``value_steps`` on the critic, from the same batch).
 
-Like most implementations (Spinning Up, CleanRL's relatives) the update leaves out the
+Like most implementations (Spinning Up's, for one) the update leaves out the
 book's ``gamma^t`` factor, so late steps of long episodes are not discounted away.
 
 Usage::
