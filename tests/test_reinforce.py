@@ -8,7 +8,15 @@ from gymnasium import spaces
 
 import rl_basics  # noqa: F401  (registers the environments)
 from rl_basics.agents import reinforce
-from rl_basics.agents.core import Rollout, as_vector_env, evaluate, load_actor, make_actor, make_critic, set_seed
+from rl_basics.agents.core import (
+    Rollout,
+    as_vector_env,
+    evaluate,
+    load_actor,
+    make_actor,
+    make_critic,
+    set_seed,
+)
 from rl_basics.envs.short_corridor import corridor_state_values
 
 CORRIDOR = "rl_basics/ShortCorridor-v0"
@@ -183,8 +191,8 @@ class _ToyEnv(gym.Env):
 
     observation_space = spaces.Box(-1.0, 1.0, (2,), np.float32)
 
-    def __init__(self, action_space=spaces.Discrete(2), reward=1.0):
-        self.action_space = action_space
+    def __init__(self, action_space=None, reward=1.0):
+        self.action_space = action_space if action_space is not None else spaces.Discrete(2)
         self.reward = reward
         self.t = 0
 
