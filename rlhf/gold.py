@@ -6,7 +6,8 @@ of a text is
 .. math:: g(x) = \\text{positivity}(x) \\cdot \\text{fluency}(x) \\in [0, 1]
 
 - positivity = (VADER compound + 1) / 2, VADER being the lexicon-based sentiment scorer of
-  the ``vaderSentiment`` package (independent of every model in the course);
+  the ``vaderSentiment`` package (independent of every model in the course), with a few topic
+  words it would wrongly count as opinion removed from its lexicon (:data:`NEUTRAL_WORDS`);
 - fluency = 1 minus penalties for repetition (repeated word pairs, a word repeated back to
   back), for word pairs never seen in the reference corpus (non-words, word salad), for a
   missing sentence ending and for a text that is too short; clipped to [0, 1].
@@ -58,9 +59,24 @@ def _tiny_world_bigrams() -> frozenset[tuple[str, str]]:
     return frozenset(b for text in texts for b in _bigrams(words(text)))
 
 
+NEUTRAL_WORDS = (
+    # genre and people names: the topic of a review, not its opinion
+    "comedy", "crime", "horror", "romance", "war", "thriller", "comedian", "festival", "friend", "friends",
+    # character roles ("the lonely inventor", "a clever thief", "the tired boxer", ...)
+    "ambitious", "lonely", "nervous", "shy", "stubborn", "thief", "tired",
+    # aspects ("special effects", "supporting roles", "the jokes", "the humor") and scenery
+    "humor", "jokes", "special", "supporting", "rainy", "tears",
+    # intensifiers VADER scores as positive words ("truly awful" would count as half praise)
+    "truly", "surprisingly", "clearly",
+)
+"""Words that VADER's lexicon scores but that carry no opinion in a movie review of the tiny
+world; the gold rater ignores them, as a human reader would."""
+
+
 @dataclass(frozen=True)
 class GoldRaterConfig:
-    """Weights of the fluency penalties (each penalty is a number in [0, 1] times its weight)."""
+    """Weights of the fluency penalties (each penalty is a number in [0, 1] times its weight)
+    and the words whose VADER sentiment is ignored."""
 
     repetition_weight: float = 1.5
     """Weight of the fraction of word pairs that repeat an earlier pair or a word back to back."""
@@ -74,6 +90,8 @@ class GoldRaterConfig:
     """Texts with fewer words get ``short_penalty``."""
     short_penalty: float = 0.5
     """Subtracted from the fluency of texts shorter than ``min_words``."""
+    neutral_words: tuple[str, ...] = NEUTRAL_WORDS
+    """Words removed from VADER's lexicon (topic words it wrongly counts as sentiment)."""
 
     def __post_init__(self):
         for name in ("repetition_weight", "unseen_weight", "ending_penalty", "short_penalty"):
@@ -97,6 +115,8 @@ class GoldRater:
     def __init__(self, config: GoldRaterConfig = GoldRaterConfig(), reference_texts: Iterable[str] | None = None):
         self.config = config
         self._vader = SentimentIntensityAnalyzer()
+        for word in config.neutral_words:  # the lexicon is per instance: other analyzers are untouched
+            self._vader.lexicon.pop(word, None)
         if reference_texts is None:
             self._seen = _tiny_world_bigrams()
         else:

@@ -202,6 +202,7 @@ def build_preference_stage(out_dir: Path, sft_dir: Path, settings: PreferenceSet
         "n_train": len(rows) - len(eval_rows),
         "n_eval": len(eval_rows),
         "eval_noise_ceiling": noise_ceiling(eval_rows),
+        "gold_config": asdict(annotator.rater.config),
     }
     (out_dir / "stage.json").write_text(json.dumps(record, indent=2) + "\n")
 

@@ -293,9 +293,10 @@ def build_info() -> dict:
     return json.loads((base_model_dir() / "build_info.json").read_text())
 
 
-def _stage_dir(name: str, settings: object, *parents: Path) -> Path:
-    """``data/cache/<name>-<hash>``: the hash covers the stage's settings and its inputs' identities."""
-    digest = hashlib.sha256(json.dumps(asdict(settings), sort_keys=True).encode())
+def _stage_dir(name: str, settings: object, *parents: Path, extra: dict | None = None) -> Path:
+    """``data/cache/<name>-<hash>``: the hash covers the stage's settings (and ``extra``) and its inputs' identities."""
+    payload = asdict(settings) if extra is None else [asdict(settings), extra]
+    digest = hashlib.sha256(json.dumps(payload, sort_keys=True).encode())
     for parent in parents:
         marker = parent / "build_info.json" if (parent / "build_info.json").is_file() else parent / "stage.json"
         digest.update(marker.read_bytes())
@@ -315,10 +316,12 @@ def sft_model_dir() -> Path:
 def preference_dataset_path() -> Path:
     """JSON-lines file of annotator-labelled pairs of SFT responses (prompt/chosen/rejected + gold scores)."""
     from rlhf import preferences
+    from rlhf.gold import GoldRaterConfig
 
     settings = preferences.PreferenceSettings()
     sft_dir = sft_model_dir()
-    stage = cached_artifact(_stage_dir("preferences", settings, sft_dir),
+    gold = asdict(GoldRaterConfig())  # the annotator's labels depend on the gold rater
+    stage = cached_artifact(_stage_dir("preferences", settings, sft_dir, extra=gold),
                             lambda tmp: preferences.build_preference_stage(tmp, sft_dir, settings))
     return stage / "preferences.jsonl"
 

@@ -122,3 +122,10 @@ def test_annotator_validates_input(rater):
         Annotator(beta=-1.0, rater=rater)
     with pytest.raises(ValueError, match="pair up"):
         Annotator(rater=rater).label_pairs(["a"], ["b", "c"])
+
+
+def test_topic_words_carry_no_sentiment(rater):
+    text = ["The special effects in this comedy are truly awful."]
+    plain_vader = GoldRater(GoldRaterConfig(neutral_words=()), reference_texts=REFERENCE)
+    assert plain_vader.components(text)["positivity"][0] > 0.5  # VADER alone: "comedy", "special", "truly" read as praise
+    assert rater.components(text)["positivity"][0] < 0.3  # the gold rater reads the opinion: awful
