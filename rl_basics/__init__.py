@@ -10,6 +10,7 @@ Modules (import what you need):
 - ``rl_basics.policies``  epsilon-greedy action selection and GLIE schedules
 - ``rl_basics.mc``        Monte-Carlo prediction and control
 - ``rl_basics.td``        TD(0), n-step TD, SARSA, Q-learning, Expected SARSA, Double Q
+- ``rl_basics.policy_objectives``  exact J_1, J_avV, J_avR of a policy on a small MDP
 - ``rl_basics.agents``    REINFORCE, A2C and PPO in torch
 - ``rl_basics.plotting``  value heatmaps, policy arrows, learning curves
 """
