@@ -175,7 +175,7 @@ def _prepare(name, dtype, device, trust_remote_code) -> tuple[str, torch.dtype, 
     return resolved, dtype, device
 
 
-def _from_pretrained(cls, resolved: str, name: str, **kwargs) -> PreTrainedModel:
+def _from_pretrained(cls, resolved: str, **kwargs) -> PreTrainedModel:
     try:
         return cls.from_pretrained(resolved, trust_remote_code=False, **kwargs)
     except OSError as err:
@@ -236,7 +236,7 @@ def load_model(
     """
     resolved, dtype, device = _prepare(name, dtype, device, trust_remote_code)
     tokenizer = _load_tokenizer(resolved, name)
-    model = _from_pretrained(AutoModelForCausalLM, resolved, name, dtype=dtype)
+    model = _from_pretrained(AutoModelForCausalLM, resolved, dtype=dtype)
     _align_model(model, tokenizer)
     model.to(device)
     return _finish(model, lora, for_training, "CAUSAL_LM"), tokenizer
@@ -269,7 +269,7 @@ def load_reward_model(
         name_or_dir = str(reward_model_dir())
     resolved, dtype, device = _prepare(name_or_dir, dtype, device, trust_remote_code)
     tokenizer = _load_tokenizer(resolved, name_or_dir)
-    model = _from_pretrained(AutoModelForSequenceClassification, resolved, name_or_dir, dtype=dtype, num_labels=1)
+    model = _from_pretrained(AutoModelForSequenceClassification, resolved, dtype=dtype, num_labels=1)
     if model.config.num_labels != 1:
         raise ValueError(f"{name_or_dir!r} has num_labels={model.config.num_labels}; a reward model needs 1")
     _align_model(model, tokenizer)

@@ -85,6 +85,19 @@ def sample_responses(
     return responses
 
 
+def _left_pad(rows: list[list[int]], masks: list[list[int]], pad_id: int) -> tuple[torch.Tensor, ...]:
+    """Left-pad token rows and their 0/1 scoring masks to a ``(B, L)`` batch.
+
+    Returns:
+        input_ids ``(B, L)``, attention_mask ``(B, L)`` (0 on padding), mask ``(B, L)`` (0 on padding).
+    """
+    length = max(len(r) for r in rows)
+    input_ids = torch.tensor([[pad_id] * (length - len(r)) + r for r in rows])
+    attention = torch.tensor([[0] * (length - len(r)) + [1] * len(r) for r in rows])
+    mask = torch.tensor([[0] * (length - len(m)) + m for m in masks])
+    return input_ids, attention, mask
+
+
 def _encode_pairs(tokenizer: PreTrainedTokenizerBase, prompts: Sequence[str], responses: Sequence[str],
                   add_eos: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Left-padded ``prompt + response (+ EOS)`` ids with a mask of the response tokens.
@@ -105,12 +118,7 @@ def _encode_pairs(tokenizer: PreTrainedTokenizerBase, prompts: Sequence[str], re
             raise ValueError(f"prompt {prompt!r} is empty after tokenization; every response needs a prompt")
         rows.append(p + r)
         masks.append([0] * len(p) + [1] * len(r))
-    length = max(len(r) for r in rows)
-    pad = tokenizer.pad_token_id
-    input_ids = torch.tensor([[pad] * (length - len(r)) + r for r in rows])
-    attention = torch.tensor([[0] * (length - len(r)) + [1] * len(r) for r in rows])
-    response_mask = torch.tensor([[0] * (length - len(m)) + m for m in masks])
-    return input_ids, attention, response_mask
+    return _left_pad(rows, masks, tokenizer.pad_token_id)
 
 
 def token_logprobs(model: PreTrainedModel, input_ids: torch.Tensor, attention_mask: torch.Tensor,
@@ -214,12 +222,7 @@ def perplexity(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, texts
 def _encode_texts(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str]) -> tuple[torch.Tensor, ...]:
     """Left-padded ``text + EOS`` ids and a mask of every token but the first."""
     rows = [tokenizer(t, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id] for t in texts]
-    length = max(len(r) for r in rows)
-    pad = tokenizer.pad_token_id
-    input_ids = torch.tensor([[pad] * (length - len(r)) + r for r in rows])
-    attention = torch.tensor([[0] * (length - len(r)) + [1] * len(r) for r in rows])
-    mask = torch.tensor([[0] * (length - len(r) + 1) + [1] * (len(r) - 1) for r in rows])
-    return input_ids, attention, mask
+    return _left_pad(rows, [[0] + [1] * (len(r) - 1) for r in rows], tokenizer.pad_token_id)
 
 
 def unigram_perplexity(tokenizer: PreTrainedTokenizerBase, train_texts: Sequence[str],
