@@ -29,7 +29,7 @@ import gymnasium as gym
 import numpy as np
 
 from rl_basics.policies import as_schedule, epsilon_greedy_action, glie_schedule, greedy_action, sample_actions
-from rl_basics.tabular import (Lanes, TabularSpec, check_alpha, check_gamma, check_positive_int, make_lanes,
+from rl_basics.tabular import (Lanes, TabularSpec, check_alphas, check_gamma, check_positive_int, make_lanes,
                                rollout)
 from rl_basics.td import PredictionResult, _squeeze
 
@@ -158,12 +158,13 @@ def constant_alpha_mc_prediction(env: gym.Env, n_episodes: int, alpha: float, ga
 
     Every-visit by default (``first_visit=False``), which makes it exactly n-step TD with n at
     least the episode length (``rl_basics.td.n_step_td_prediction``) on the same seed.
-    ``n_runs`` independent runs are computed at once (one lane each). Returns the same
+    ``n_runs`` independent runs are computed at once (one lane each; ``alpha`` may hold one step
+    size per run). Returns the same
     :class:`rl_basics.td.PredictionResult` as the TD methods.
     """
     n_episodes = check_positive_int("n_episodes", n_episodes)
     n_runs = check_positive_int("n_runs", n_runs)
-    alpha, gamma = check_alpha(alpha), check_gamma(gamma)
+    alpha, gamma = check_alphas(alpha, n_runs), check_gamma(gamma)
     lanes = make_lanes(env, n_runs, seed, simulator)
     spec = lanes.spec
     pi = (np.asarray(spec.valid, dtype=float) / spec.valid.sum(1, keepdims=True) if policy is None
@@ -182,7 +183,7 @@ def constant_alpha_mc_prediction(env: gym.Env, n_episodes: int, alpha: float, ga
         for t in range(ep.states.shape[1]):  # in time order: a state visited twice is updated twice
             r = runs[use[:, t]]
             s = ep.states[r, t]
-            V[r, s] += alpha * (G[r, t] - V[r, s])
+            V[r, s] += alpha[r] * (G[r, t] - V[r, s])
         history[:, k + 1] = V
         returns[:, k] = ep.rewards.sum(axis=1)
         lengths[:, k] = ep.lengths

@@ -48,6 +48,18 @@ def check_alpha(alpha: float, name: str = "alpha") -> float:
     return a
 
 
+def check_alphas(alpha, n_runs: int) -> np.ndarray:
+    """One step size per run, ``(n_runs,)``: a scalar is repeated; an array must have that shape
+    (a sweep over step sizes in one call: each run its own alpha)."""
+    a = np.asarray(alpha, dtype=float) if not isinstance(alpha, (str, bytes)) else None
+    if a is None or a.ndim > 1 or (a.ndim == 1 and a.shape != (n_runs,)):
+        raise ValueError(f"alpha must be a number in (0, 1] or an array of shape (n_runs,) = ({n_runs},), "
+                         f"got {alpha!r}")
+    for x in np.atleast_1d(alpha):
+        check_alpha(x)
+    return np.broadcast_to(a, (n_runs,)).copy()
+
+
 def check_gamma(gamma: float) -> float:
     """A discount factor in [0, 1]."""
     try:

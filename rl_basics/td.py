@@ -25,8 +25,8 @@ import numpy as np
 
 from rl_basics.policies import (as_schedule, epsilon_greedy_action, epsilon_greedy_probs, greedy_action,
                                 sample_actions, uniform_policy)
-from rl_basics.tabular import (EpisodeLoop, TabularSpec, check_alpha, check_gamma, check_positive_int,
-                               make_lanes)
+from rl_basics.tabular import (EpisodeLoop, TabularSpec, check_alpha, check_alphas, check_gamma,
+                               check_positive_int, make_lanes)
 
 
 @dataclass
@@ -76,7 +76,7 @@ def _squeeze(x: np.ndarray, n_runs: int) -> np.ndarray:
 def _prediction_setup(env, n_episodes, alpha, gamma, policy, n_runs, seed, simulator):
     n_episodes = check_positive_int("n_episodes", n_episodes)
     n_runs = check_positive_int("n_runs", n_runs)
-    alpha, gamma = check_alpha(alpha), check_gamma(gamma)
+    alpha, gamma = check_alphas(alpha, n_runs), check_gamma(gamma)
     lanes = make_lanes(env, n_runs, seed, simulator)
     spec = lanes.spec
     pi = uniform_policy(spec.n_states, spec.n_actions, spec.valid) if policy is None else spec.flatten_policy(policy)
@@ -94,6 +94,7 @@ def td0_prediction(env: gym.Env, n_episodes: int, alpha: float, gamma: float = 1
     """Tabular TD(0) evaluation of ``policy``: ``V(S) += alpha * (R + gamma * V(S') - V(S))``.
 
     Args:
+        alpha: step size, or one per run (``(n_runs,)``) to sweep step sizes in one call.
         policy: ``(*state_shape, n_actions)`` action probabilities; ``None`` = uniform random.
         v_init: initial value of every non-terminal state (the model's terminal states start
             at 0; no state is ever bootstrapped from after a ``terminated`` transition).
@@ -111,7 +112,7 @@ def td0_prediction(env: gym.Env, n_episodes: int, alpha: float, gamma: float = 1
         a = sample_actions(pi[s[i]], rng)
         s2, r, term, trunc = loop.step(i, a)
         target = r + gamma * np.where(term, 0.0, V[i, s2])
-        V[i, s[i]] += alpha * (target - V[i, s[i]])
+        V[i, s[i]] += alpha[i] * (target - V[i, s[i]])
         s[i] = s2
         ended = i[term | trunc]
         history[ended, loop.episode[ended] + 1] = V[ended]
@@ -130,7 +131,7 @@ def n_step_td_prediction(env: gym.Env, n: int, n_episodes: int, alpha: float, ga
     (no bootstrap term when the episode ends first). ``n = 1`` is TD(0); ``n`` at least the
     episode length is constant-alpha every-visit Monte Carlo. The same lanes and seed
     give exactly the trajectories of :func:`td0_prediction` and
-    ``rl_basics.mc.constant_alpha_mc_prediction``.
+    ``rl_basics.mc.constant_alpha_mc_prediction``. ``alpha`` may hold one step size per run.
     """
     n = check_positive_int("n", n)
     n_episodes, n_runs, alpha, gamma, lanes, spec, pi = _prediction_setup(
@@ -174,7 +175,7 @@ def n_step_td_prediction(env: gym.Env, n: int, n_episodes: int, alpha: float, ga
             boot = (tau_u + n < T[u]) | cut[u]
             G += np.where(boot, powers[k_boot] * V[u, S_buf[u, (tau_u + k_boot) % m]], 0.0)
             s_tau = S_buf[u, tau_u % m]
-            V[u, s_tau] += alpha * (G - V[u, s_tau])
+            V[u, s_tau] += alpha[u] * (G - V[u, s_tau])
         t[i] += 1
         ended = u[(t[u] - n) == T[u] - 1] if u.size else u  # tau == T - 1 was just updated
         history[ended, loop.episode[ended] + 1] = V[ended]

@@ -131,6 +131,23 @@ def test_n_step_td_links_td0_and_constant_alpha_mc():
         np.testing.assert_array_equal(const_mc.episode_lengths, td0.episode_lengths)
 
 
+def test_one_step_size_per_run_equals_separate_calls():
+    """alpha of shape (n_runs,): run r uses alpha[r]; with per-lane random streams each run is exactly the
+    run a separate call with that alpha (and the same lane) would produce."""
+    env = gym.make("rl_basics/RandomWalk-v0")
+    alphas = np.array([0.05, 0.1, 0.3])
+    for fn in (td.td0_prediction, mc.constant_alpha_mc_prediction,
+               lambda *a, **k: td.n_step_td_prediction(env, 3, *a[1:], **k)):
+        swept = fn(env, 20, alphas, v_init=0.5, n_runs=3, seed=0, simulator="vector").history
+        for r, a in enumerate(alphas):
+            single = fn(env, 20, a, v_init=0.5, n_runs=3, seed=0, simulator="vector").history
+            np.testing.assert_allclose(swept[r], single[r], atol=1e-12)
+    with pytest.raises(ValueError, match="alpha"):
+        td.td0_prediction(env, 5, np.array([0.1, 0.2]), n_runs=3)
+    with pytest.raises(ValueError, match="alpha"):
+        td.td0_prediction(env, 5, np.array([0.1, 0.0, 0.2]), n_runs=3)
+
+
 def test_truncated_episodes_still_bootstrap():
     """A time limit is not a terminal state: TD(0) and 1-step TD both bootstrap from the last state."""
     env = gym.make("rl_basics/RandomWalk-v0", max_episode_steps=3)
