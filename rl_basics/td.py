@@ -132,6 +132,8 @@ def n_step_td_prediction(env: gym.Env, n: int, n_episodes: int, alpha: float, ga
     episode length is constant-alpha every-visit Monte Carlo. The same lanes and seed
     give exactly the trajectories of :func:`td0_prediction` and
     ``rl_basics.mc.constant_alpha_mc_prediction``. ``alpha`` may hold one step size per run.
+    Memory: ring buffers of shape ``(n_runs, n + 1)``; for MC-like behaviour an ``n`` a little
+    above the longest episode is enough.
     """
     n = check_positive_int("n", n)
     n_episodes, n_runs, alpha, gamma, lanes, spec, pi = _prediction_setup(
