@@ -7,12 +7,16 @@ Modules (import what you need):
 
 - ``rl_basics.mdp``       tabular models in gymnasium's ``P[s][a]`` convention
 - ``rl_basics.dp``        policy evaluation, policy iteration, value iteration
+- ``rl_basics.gambler``   Sutton & Barto's gambler's problem as a ``P`` dict
 - ``rl_basics.policies``  epsilon-greedy action selection and GLIE schedules
+- ``rl_basics.tabular``   episode batches and numpy simulators of tabular envs with a run axis
+- ``rl_basics.blackjack`` a numpy Blackjack (``sab=True`` rules) and its exact values
 - ``rl_basics.mc``        Monte-Carlo prediction and control
 - ``rl_basics.td``        TD(0), n-step TD, SARSA, Q-learning, Expected SARSA, Double Q
 - ``rl_basics.policy_objectives``  exact J_1, J_avV, J_avR of a policy on a small MDP
 - ``rl_basics.agents``    REINFORCE, A2C and PPO in torch
 - ``rl_basics.plotting``  value heatmaps, policy arrows, learning curves
+- ``rl_basics.exercises`` / ``rl_basics.checks``  the exercise checks and the exercise-notebook generator
 """
 
 from rl_basics import envs  # noqa: F401  (registers the rl_basics/* environments)

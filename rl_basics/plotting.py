@@ -17,14 +17,14 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.axes import Axes
 
-# Gymnasium's grid worlds (FrozenLake, CliffWalking) number actions 0=left, 1=down, 2=right, 3=up.
+# FrozenLake numbers its actions 0=left, 1=down, 2=right, 3=up.
 # Arrows are (dx, dy) in plot coordinates with row 0 at the top.
 GYM_GRID_ARROWS: dict[int, tuple[float, float]] = {0: (-1, 0), 1: (0, -1), 2: (1, 0), 3: (0, 1)}
-"""Arrow directions for gymnasium's toy-text action order: left, down, right, up."""
+"""Arrow directions for FrozenLake's action order: left, down, right, up."""
 
-# The course's own grid worlds (rl_basics.envs) number actions 0=up, 1=right, 2=down, 3=left.
+# CliffWalking and the course's own grid worlds (rl_basics.envs) number actions 0=up, 1=right, 2=down, 3=left.
 COURSE_GRID_ARROWS: dict[int, tuple[float, float]] = {0: (0, 1), 1: (1, 0), 2: (0, -1), 3: (-1, 0)}
-"""Arrow directions for the rl_basics grid worlds' action order: up, right, down, left."""
+"""Arrow directions for CliffWalking's and the rl_basics grid worlds' action order: up, right, down, left."""
 
 
 def _axes(ax: Axes | None, figsize: tuple[float, float] = (4, 4)) -> Axes:
@@ -87,8 +87,8 @@ def plot_policy_arrows(
             action probabilities; every action within ``tol`` of a state's maximum gets
             an arrow, so ties (as in Sutton & Barto's Figure 4.1) show as several arrows.
         shape: ``(rows, cols)`` of the grid, states numbered row-major.
-        arrows: action -> ``(dx, dy)`` direction (``GYM_GRID_ARROWS`` for FrozenLake and
-            CliffWalking, ``COURSE_GRID_ARROWS`` for the rl_basics grid worlds).
+        arrows: action -> ``(dx, dy)`` direction (``GYM_GRID_ARROWS`` for FrozenLake,
+            ``COURSE_GRID_ARROWS`` for CliffWalking and the rl_basics grid worlds).
         skip: states drawn without arrows (terminal states, holes, walls).
         labels: state -> text drawn in the cell instead (e.g. ``{0: "T", 15: "G"}``).
         background: optional ``(n_states,)`` values shaded behind the arrows.

@@ -18,7 +18,6 @@ from __future__ import annotations
 from typing import Any
 
 import gymnasium as gym
-import numpy as np
 
 # (row, column) change of each action: 0=up, 1=right, 2=down, 3=left.
 _MOVES = {0: (-1, 0), 1: (0, 1), 2: (1, 0), 3: (0, -1)}
