@@ -170,6 +170,12 @@ def test_callback_can_stop_training_and_checkpoint_round_trip(tmp_path):
     assert core.load_checkpoint(path)["config"]["clip_coef"] == 0.2
 
 
+PENDULUM = dict(
+    total_timesteps=20_000, num_envs=4, n_steps=256, minibatch_size=64, update_epochs=10, learning_rate=1e-3,
+    gamma=0.9, gae_lambda=0.95, reward_scale=0.1,
+)
+
+
 def test_gaussian_policy_learns_on_pendulum():
     """A short PPO run on Pendulum-v1 (Box actions, Gaussian policy) clearly beats a random policy."""
     env_id = "Pendulum-v1"
@@ -186,12 +192,7 @@ def test_gaussian_policy_learns_on_pendulum():
     config = ppo.PPOConfig(**PENDULUM)
     result = ppo.train(env_id, config, seed=0, progress=False)
     mean, std = core.evaluate(result.actor, env_id, n_episodes=20, seed=100)
-    # a random policy scores about -1200 +- 300 per episode; the margin is several standard errors
+    # a random policy scores about -1200 +- 300 per episode (standard error over 20 episodes ~70); the
+    # trained policy scores around -350 to -500 after 20k steps: the margin is many standard errors
     assert mean > random_mean + 400, (mean, random_mean)
     assert result.history["explained_variance"][-5:].mean() > 0.5
-
-
-PENDULUM = dict(
-    total_timesteps=40_000, num_envs=4, n_steps=256, minibatch_size=256, update_epochs=10, learning_rate=1e-3,
-    gamma=0.9, gae_lambda=0.95, clip_coef=0.2, ent_coef=0.0,
-)

@@ -12,10 +12,12 @@ Networks
     :func:`layer_init`, :func:`make_actor` (:class:`Actor`), :func:`make_critic` (:class:`Critic`)
 Environments
     :func:`as_vector_env`, :class:`RolloutCollector` (gymnasium 1.x vector envs with
-    ``NEXT_STEP`` autoreset: the step after an episode end is marked invalid), :func:`evaluate`
+    ``NEXT_STEP`` autoreset: the step after an episode end is marked invalid),
+    :func:`make_batch` (GAE, then only the real transitions), :func:`evaluate`
 Bookkeeping
-    :class:`TrainResult`, :func:`check_finite`, :func:`set_seed`, :func:`progress_bar`,
-    :func:`save_checkpoint`, :func:`load_checkpoint`, :func:`load_actor`
+    :class:`TrainResult`, :func:`check_finite`, :func:`set_seed`, :func:`torch_threads`,
+    :func:`progress_bar`, :func:`make_adam`, :func:`save_checkpoint`, :func:`load_checkpoint`,
+    :func:`load_actor`
 """
 
 from __future__ import annotations

@@ -78,6 +78,9 @@ class PPOConfig:
     """Decay the learning rate linearly to 0 over training."""
     adam_eps: float = 1e-5
     """Adam's epsilon (1e-5 as in the PPO reference implementation, not torch's 1e-8)."""
+    reward_scale: float = 1.0
+    """Multiply rewards by this before computing advantages and value targets (e.g. 0.1 for
+    Pendulum-v1, whose returns are in the thousands); logged episode returns stay unscaled."""
     gamma: float = 0.98
     """Discount factor, in [0, 1]."""
     gae_lambda: float = 0.8
@@ -90,8 +93,8 @@ class PPOConfig:
     """Clip the value prediction to within this distance of its rollout value (None: no value clipping)."""
     ent_coef: float = 0.0
     """Weight of the entropy bonus (exploration)."""
-    vf_coef: float = 0.5
-    """Weight of the value loss."""
+    vf_coef: float = 1.0
+    """Weight of the value loss ``0.5 * (V - R)^2`` (1.0 matches Stable-Baselines3's 0.5 on the plain squared error)."""
     max_grad_norm: float = 0.5
     """Clip the global gradient norm to this value."""
     normalize_advantages: bool = True
@@ -104,7 +107,7 @@ class PPOConfig:
     def __post_init__(self):
         self.hidden_sizes = tuple(self.hidden_sizes)
         positive = ("total_timesteps", "num_envs", "n_steps", "minibatch_size", "update_epochs",
-                    "learning_rate", "adam_eps", "clip_coef", "max_grad_norm")
+                    "learning_rate", "adam_eps", "clip_coef", "max_grad_norm", "reward_scale")
         for name in positive:
             if not getattr(self, name) > 0:
                 raise ValueError(f"PPOConfig.{name} must be > 0, got {getattr(self, name)}")
@@ -139,8 +142,12 @@ def ppo_loss(
     advantages = masked_whiten(mb.advantages) if config.normalize_advantages else mb.advantages
     policy_loss, stats = ppo_policy_loss(logp, mb.log_probs, advantages, clip_coef)
     value_loss = ppo_value_loss(critic(mb.obs), mb.values, mb.returns, config.clip_coef_vf)
-    entropy = entropy.mean()
-    loss = policy_loss - config.ent_coef * entropy + config.vf_coef * value_loss
+    loss = policy_loss + config.vf_coef * value_loss
+    if config.ent_coef:
+        entropy = entropy.mean()
+        loss = loss - config.ent_coef * entropy
+    else:  # no bonus: keep the entropy out of the backward pass, it is only logged
+        entropy = entropy.detach().mean()
     stats.update(policy_loss=policy_loss.detach(), value_loss=value_loss.detach(), entropy=entropy.detach())
     return loss, stats
 
@@ -211,6 +218,8 @@ def _train(
 
             rollout = collector.collect(actor, config.n_steps, critic)
             check_finite("the environment's reward", rollout.rewards, update)
+            if config.reward_scale != 1.0:
+                rollout.rewards.mul_(config.reward_scale)
             batch = make_batch(rollout, config.gamma, config.gae_lambda)
 
             epoch_stats = []
