@@ -101,19 +101,19 @@ class PolicyValueModel(nn.Module):
         self.value_head = ValueHead(base.config.hidden_size).to(base.device)
         # peft switches requires_grad off for whichever adapter is inactive; both adapters are
         # trained (in one backward pass), so every adapter switch ends by switching them back on.
-        self.trainable_names = [n for n, _ in self.named_parameters() if "lora_" in n or n.startswith("value_head.")]
+        trainable = [(n, p) for n, p in self.named_parameters() if "lora_" in n or n.startswith("value_head.")]
+        self.trainable_names = [n for n, _ in trainable]
+        self._trainable = [p for _, p in trainable]
         self._set_trainable()
         disable_dropout(self)
 
     def _set_trainable(self) -> None:
-        params = dict(self.named_parameters())
-        for name in self.trainable_names:
-            params[name].requires_grad_(True)
+        for param in self._trainable:
+            param.requires_grad_(True)
 
     def trainable_parameters(self) -> list[nn.Parameter]:
         """Both LoRA adapters and the value head (the base stays frozen)."""
-        params = dict(self.named_parameters())
-        return [params[name] for name in self.trainable_names]
+        return list(self._trainable)
 
     def train(self, mode: bool = True) -> PolicyValueModel:
         """Stays in eval mode: RL needs the dropout-free networks it samples from."""
@@ -193,12 +193,10 @@ class PolicyValueModel(nn.Module):
 
     def trainable_state_dict(self) -> dict[str, Tensor]:
         """The trained weights only (both LoRA adapters and the value head): what a checkpoint holds."""
-        params = dict(self.named_parameters())
-        return {name: params[name].detach().clone() for name in self.trainable_names}
+        return {name: p.detach().clone() for name, p in zip(self.trainable_names, self._trainable)}
 
     def load_trainable_state_dict(self, state: dict[str, Tensor]) -> None:
         """Load weights saved by :meth:`trainable_state_dict` (names must match exactly)."""
-        params = dict(self.named_parameters())
         if set(self.trainable_names) != set(state):
             missing = sorted(set(self.trainable_names) - set(state))
             unexpected = sorted(set(state) - set(self.trainable_names))
@@ -207,5 +205,5 @@ class PolicyValueModel(nn.Module):
                 "(was it saved with a different base model or LoRA configuration?)"
             )
         with torch.no_grad():
-            for name in self.trainable_names:
-                params[name].copy_(state[name])
+            for name, param in zip(self.trainable_names, self._trainable):
+                param.copy_(state[name])

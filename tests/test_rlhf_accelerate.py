@@ -25,6 +25,7 @@ from transformers import PhiForCausalLM, PhiForSequenceClassification
 
 from rl_basics.agents.core import load_checkpoint
 from rlhf import corpus
+from rlhf.cli import parse_overrides
 from rlhf.tiny_world import TinyWorldConfig, tiny_phi_config, train_tokenizer
 
 TINY = TinyWorldConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
@@ -100,3 +101,14 @@ def test_two_cpu_processes_match_one_and_resume_across_processes(models, tmp_pat
     assert final_two["num_processes"] == 2 and final_one["num_processes"] == 1
     for name, value in final_one["model"].items():
         torch.testing.assert_close(final_two["model"][name], value, rtol=1e-3, atol=1e-5, msg=name)
+
+
+def test_cli_config_overrides_are_typed_and_checked():
+    assert parse_overrides(["kl_coef=0.1", "kl_target=none", "batch_size=8", "truncate_prompts=true",
+                            "lora_targets=q_proj,v_proj", "kl_estimator=k3"]) == {
+        "kl_coef": 0.1, "kl_target": None, "batch_size": 8, "truncate_prompts": True,
+        "lora_targets": ("q_proj", "v_proj"), "kl_estimator": "k3"}
+    with pytest.raises(ValueError, match="FIELD=VALUE"):
+        parse_overrides(["klcoef=0.1"])
+    with pytest.raises(ValueError, match="true or false"):
+        parse_overrides(["normalize_reward=maybe"])
