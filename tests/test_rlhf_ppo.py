@@ -260,6 +260,15 @@ def test_first_step_starts_at_the_reference_with_ratio_exactly_one(tokenizer, pr
     assert trainer.history["step"] == [1.0, 2.0]
 
 
+def test_adaptive_kl_coefficient_moves_toward_the_target(tokenizer, prompts):
+    trainer = make_trainer(tokenizer, prompts, kl_target=1e-5, kl_horizon=100.0, kl_estimator="k3")
+    first, second, third = (trainer.step() for _ in range(3))
+    assert first["kl/coef"] == 0.05  # the coefficient used by each step is logged before its update
+    assert second["kl/coef"] == pytest.approx(0.05 * (1 - 0.2 * 8 / 100))  # step 1: KL 0 < target
+    assert second["kl/k3"] > 1.2e-5  # step 2: the policy moved, KL above the target (k3 is never negative) ...
+    assert third["kl/coef"] == pytest.approx(second["kl/coef"] * (1 + 0.2 * 8 / 100))  # ... so beta grows
+
+
 def _trainable(trainer):
     return trainer.policy_value.trainable_state_dict()
 
