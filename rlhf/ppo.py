@@ -505,6 +505,7 @@ class PPOTrainer:
                     mb = {"policy_loss": pg_loss, "value_loss": vf_loss, **pg_stats}
                     for key, value in mb.items():  # token-weighted: sums to the global token-mean
                         sums[key] = sums.get(key, 0.0) + value.detach() * share
+                    # the same on every process (DDP synchronised the gradients): /world undoes the sum
                     sums["grad_norm"] = sums.get("grad_norm", 0.0) + torch.as_tensor(grad_norm, device=acc.device) / world
         stats = {k: (acc.reduce(v.reshape(1), reduction="sum") / n_updates).item() for k, v in sums.items()}
         stats["ratio_dev_at_start"] = self._gather(ratio_dev_at_start).max().item()
@@ -537,8 +538,8 @@ class PPOTrainer:
         # 1. rollout
         batch = self.rollout(step)
         # 2. per-token rewards: -beta * KL on every token, the score at the last one
-        rewards, kl = per_token_rewards(batch.scores, batch.logprobs, batch.ref_logprobs, batch.mask,
-                                        self.kl_ctl.value, cfg.kl_estimator)
+        rewards, _ = per_token_rewards(batch.scores, batch.logprobs, batch.ref_logprobs, batch.mask,
+                                       self.kl_ctl.value, cfg.kl_estimator)
         # 3. advantages over response tokens, whitened over the global batch
         advantages, returns = response_advantages(rewards, batch.values, batch.mask, cfg.gamma, cfg.lam)
         advantages = self._local_rows(masked_whiten(self._gather(advantages), self._gather(batch.mask)))
