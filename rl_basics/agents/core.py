@@ -335,6 +335,14 @@ class Actor(nn.Module):
         action = out + std * noise
         return action, (-0.5 * noise.pow(2) - self.log_std - _HALF_LOG_2PI).sum(-1)
 
+    def log_prob(self, obs: Tensor, actions: Tensor) -> Tensor:
+        """``distribution(obs).log_prob(actions)``, ``[B]``, computed directly."""
+        out = self.net(self.encoder(obs))
+        if not self.continuous:
+            return torch.log_softmax(out, dim=-1).gather(-1, actions.long().unsqueeze(-1)).squeeze(-1)
+        z = (actions - out) * torch.exp(-self.log_std)
+        return (-0.5 * z.pow(2) - self.log_std - _HALF_LOG_2PI).sum(-1)
+
     def log_prob_entropy(self, obs: Tensor, actions: Tensor) -> tuple[Tensor, Tensor]:
         """``(log_prob(actions), entropy())`` of ``distribution(obs)``, both ``[B]``, computed directly
         (the same numbers; fewer operations in the training loop)."""
@@ -358,7 +366,7 @@ class Actor(nn.Module):
         (Gaussian samples clipped to the Box bounds, ``Discrete.start`` added)."""
         action = action.detach()
         if not self.continuous:
-            return (action + self.action_start).cpu().numpy()
+            return (action + self.action_start if self.action_start else action).cpu().numpy()
         action = torch.clamp(action, self.action_low, self.action_high)
         shape = (action.shape[0], *self.action_space.shape)
         return action.cpu().numpy().reshape(shape).astype(self.action_space.dtype, copy=False)
@@ -507,14 +515,13 @@ class RolloutCollector:
     def collect(self, actor: Actor, n_steps: int, critic: nn.Module | None = None) -> Rollout:
         """Step every sub-env ``n_steps`` times with actions sampled from ``actor``."""
         n = self.num_envs
-        obs = torch.empty((n_steps + 1, *self._obs.shape), dtype=self._obs.dtype)
-        actions, log_probs = [], []
+        observations, actions, log_probs = [], [], []
         rewards = np.zeros((n_steps, n), dtype=np.float32)
         terminated = np.zeros((n_steps, n), dtype=np.float32)
         truncated = np.zeros((n_steps, n), dtype=np.float32)
         valid = np.zeros((n_steps, n), dtype=np.float32)
         for t in range(n_steps):
-            obs[t] = self._obs
+            observations.append(self._obs)
             action, log_prob = actor.sample(self._obs)
             actions.append(action)
             log_probs.append(log_prob)
@@ -535,8 +542,9 @@ class RolloutCollector:
                 self._ep_return[i] = 0.0
                 self._ep_length[i] = 0
             self._next_is_reset = done
-            self._obs = torch.as_tensor(next_obs)
-        obs[n_steps] = self._obs
+            self._obs = torch.tensor(next_obs)  # a copy: some vector envs reuse their observation buffer
+        observations.append(self._obs)
+        obs = torch.stack(observations)
         rollout = Rollout(
             obs=obs[:-1],
             actions=torch.stack(actions),

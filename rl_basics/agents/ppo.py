@@ -138,20 +138,28 @@ class PPOConfig:
 
 
 def ppo_loss(
-    actor: Actor, critic: nn.Module, mb: Batch, config: PPOConfig, clip_coef: float
+    actor: Actor, critic: nn.Module, mb: Batch, config: PPOConfig, clip_coef: float, whiten: bool | None = None
 ) -> tuple[Tensor, dict[str, Tensor]]:
-    """PPO's total loss on a minibatch: clipped policy loss - ent_coef * entropy + vf_coef * value loss."""
-    logp, entropy = actor.log_prob_entropy(mb.obs, mb.actions)
-    advantages = masked_whiten(mb.advantages) if config.normalize_advantages else mb.advantages
+    """PPO's total loss on a minibatch: clipped policy loss - ent_coef * entropy + vf_coef * value loss.
+
+    ``whiten`` (default: ``config.normalize_advantages``) normalises the minibatch's advantages;
+    the training loop passes False when it has already whitened a single-minibatch batch once.
+    The entropy enters the loss (and ``stats``) only when ``config.ent_coef > 0``.
+    """
+    whiten = config.normalize_advantages if whiten is None else whiten
+    advantages = masked_whiten(mb.advantages) if whiten else mb.advantages
+    if config.ent_coef:
+        logp, entropy = actor.log_prob_entropy(mb.obs, mb.actions)
+    else:
+        logp = actor.log_prob(mb.obs, mb.actions)
     policy_loss, stats = ppo_policy_loss(logp, mb.log_probs, advantages, clip_coef)
     value_loss = ppo_value_loss(critic(mb.obs), mb.values, mb.returns, config.clip_coef_vf)
     loss = policy_loss + config.vf_coef * value_loss
     if config.ent_coef:
         entropy = entropy.mean()
         loss = loss - config.ent_coef * entropy
-    else:  # no bonus: keep the entropy out of the backward pass, it is only logged
-        entropy = entropy.detach().mean()
-    stats.update(policy_loss=policy_loss.detach(), value_loss=value_loss.detach(), entropy=entropy.detach())
+        stats["entropy"] = entropy.detach()
+    stats.update(policy_loss=policy_loss.detach(), value_loss=value_loss.detach())
     return loss, stats
 
 
@@ -224,6 +232,10 @@ def _train(
             if config.reward_scale != 1.0:
                 rollout.rewards.mul_(config.reward_scale)
             batch = make_batch(rollout, config.gamma, config.gae_lambda)
+            whiten = config.normalize_advantages
+            if whiten and n_minibatches == 1:  # the one minibatch is the batch: whiten once, not every epoch
+                batch.advantages = masked_whiten(batch.advantages)
+                whiten = False
 
             epoch_stats = []
             for epoch in range(config.update_epochs):
@@ -233,10 +245,11 @@ def _train(
                     order = torch.randperm(len(batch))
                     minibatches = [batch[index] for index in torch.tensor_split(order, n_minibatches)]
                 for mb in minibatches:
-                    loss, stats = ppo_loss(actor, critic, mb, config, clip)
+                    loss, stats = ppo_loss(actor, critic, mb, config, clip, whiten=whiten)
                     if not torch.isfinite(loss):
                         for name in ("policy_loss", "value_loss", "entropy"):
-                            check_finite(f"PPO {name.replace('_', ' ')}", stats[name], update)
+                            if name in stats:
+                                check_finite(f"PPO {name.replace('_', ' ')}", stats[name], update)
                         check_finite("PPO loss", loss, update)
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()
@@ -247,6 +260,9 @@ def _train(
                     break
 
             means = {k: torch.stack([s[k] for s in epoch_stats]).mean().item() for k in epoch_stats[0]}
+            if "entropy" not in means:  # no entropy bonus: measure the updated policy's entropy once
+                with torch.no_grad():
+                    means["entropy"] = actor.log_prob_entropy(batch.obs, batch.actions)[1].mean().item()
             row = dict(
                 update_steps=collector.env_steps, learning_rate=lr, clip_coef=clip,
                 policy_loss=means["policy_loss"], value_loss=means["value_loss"], entropy=means["entropy"],
