@@ -109,8 +109,8 @@ def test_autoreset_steps_are_excluded_from_gae_and_loss():
     corrupted.actions[invalid] = 1 - corrupted.actions[invalid]
     corrupted.obs[invalid] = 999.0
 
-    batch = ppo.make_batch(rollout, config.gamma, config.gae_lambda)
-    batch_c = ppo.make_batch(corrupted, config.gamma, config.gae_lambda)
+    batch = core.make_batch(rollout, config.gamma, config.gae_lambda)
+    batch_c = core.make_batch(corrupted, config.gamma, config.gae_lambda)
     assert len(batch) == 16  # 20 steps, 4 of them autoreset steps
     for name in batch.__dataclass_fields__:
         torch.testing.assert_close(getattr(batch_c, name), getattr(batch, name))
@@ -127,7 +127,7 @@ def test_autoreset_steps_are_excluded_from_gae_and_loss():
 
     # ... whereas the same corruption at a real step does change the advantages
     corrupted.rewards[0, 0] = 1e6
-    assert not torch.allclose(ppo.make_batch(corrupted, config.gamma, config.gae_lambda).advantages, batch.advantages)
+    assert not torch.allclose(core.make_batch(corrupted, config.gamma, config.gae_lambda).advantages, batch.advantages)
 
 
 def test_ratio_is_one_before_the_first_gradient_step():
@@ -136,7 +136,7 @@ def test_ratio_is_one_before_the_first_gradient_step():
     actor = core.make_actor(envs.single_observation_space, envs.single_action_space)
     critic = core.make_critic(envs.single_observation_space)
     rollout = core.RolloutCollector(envs, seed=0).collect(actor, 16, critic)
-    batch = ppo.make_batch(rollout, 0.99, 0.95)
+    batch = core.make_batch(rollout, 0.99, 0.95)
     _, stats = ppo.ppo_loss(actor, critic, batch, ppo.PPOConfig(**TINY), clip_coef=0.2)
     assert stats["ratio_mean"].item() == pytest.approx(1.0, abs=1e-6)
     assert stats["approx_kl"].item() == pytest.approx(0.0, abs=1e-7)

@@ -20,31 +20,22 @@ Usage::
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
 from rl_basics.agents.core import (
     EnvLike,
-    RolloutCollector,
+    OnPolicyLoop,
     TrainResult,
-    as_vector_env,
     check_finite,
     explained_variance,
-    history_arrays,
-    make_actor,
     make_adam,
-    make_batch,
-    make_critic,
     masked_whiten,
     ppo_value_loss,
-    progress_bar,
-    set_seed,
     torch_threads,
 )
 
@@ -139,32 +130,19 @@ def train(
 def _train(
     env: EnvLike, config: A2CConfig, seed: int, progress: bool, callback: Callable[[dict[str, Any]], bool | None] | None
 ) -> TrainResult:
-    envs, created = as_vector_env(env, config.num_envs)
-    set_seed(seed)
-    actor = make_actor(envs.single_observation_space, envs.single_action_space, config.hidden_sizes)
-    critic = make_critic(envs.single_observation_space, config.hidden_sizes)
-    params = [*actor.parameters(), *critic.parameters()]
-    if config.optimizer == "adam":
-        optimizer = make_adam(params, config.learning_rate, eps=1e-5)
-    else:
-        optimizer = torch.optim.RMSprop(params, lr=config.learning_rate, alpha=0.99, eps=1e-5)
-    collector = RolloutCollector(envs, seed=seed)
-    batch_size = envs.num_envs * config.n_steps
-    n_updates = math.ceil(config.total_timesteps / batch_size)
-    keys = ("update_steps", "policy_loss", "value_loss", "entropy", "explained_variance")
-    log: dict[str, list] = {key: [] for key in keys}
-    bar = progress_bar(n_updates * batch_size, progress, desc="A2C")
-    try:
-        for update in range(1, n_updates + 1):
+    keys = ("policy_loss", "value_loss", "entropy", "explained_variance")
+    with OnPolicyLoop(env, config, seed, keys, progress, "A2C", callback) as loop:
+        actor, critic = loop.actor, loop.critic
+        if config.optimizer == "adam":
+            optimizer = make_adam(loop.params, config.learning_rate, eps=1e-5)
+        else:
+            optimizer = torch.optim.RMSprop(loop.params, lr=config.learning_rate, alpha=0.99, eps=1e-5)
+        for update in range(1, loop.n_updates + 1):
             if config.anneal_lr:
                 for group in optimizer.param_groups:
-                    group["lr"] = config.learning_rate * (1.0 - (update - 1) / n_updates)
+                    group["lr"] = config.learning_rate * (1.0 - (update - 1) / loop.n_updates)
 
-            rollout = collector.collect(actor, config.n_steps, critic)
-            check_finite("the environment's reward", rollout.rewards, update)
-            if config.reward_scale != 1.0:
-                rollout.rewards.mul_(config.reward_scale)
-            batch = make_batch(rollout, config.gamma, config.gae_lambda)
+            batch = loop.next_batch(update)
             advantages = masked_whiten(batch.advantages) if config.normalize_advantages else batch.advantages
 
             log_prob, entropy = actor.log_prob_entropy(batch.obs, batch.actions)
@@ -179,34 +157,13 @@ def _train(
                 check_finite("A2C loss", loss, update)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            nn.utils.clip_grad_norm_(params, config.max_grad_norm)
+            nn.utils.clip_grad_norm_(loop.params, config.max_grad_norm)
             optimizer.step()
 
             row = dict(
-                update_steps=collector.env_steps, policy_loss=policy_loss.item(), value_loss=value_loss.item(),
-                entropy=entropy.item(), explained_variance=explained_variance(batch.values, batch.returns),
+                policy_loss=policy_loss.item(), value_loss=value_loss.item(), entropy=entropy.item(),
+                explained_variance=explained_variance(batch.values, batch.returns),
             )
-            for key in keys:
-                log[key].append(row[key])
-            bar.update(batch_size)
-            if progress and collector.episode_returns and update % 50 == 0:
-                bar.set_postfix(mean_return=f"{np.mean(collector.episode_returns[-20:]):.1f}")
-            if callback is not None and callback(
-                {"update": update, "env_steps": collector.env_steps, "actor": actor, "critic": critic, "stats": row}
-            ):
+            if loop.record(update, row):
                 break
-    finally:
-        bar.close()
-        if created:
-            envs.close()
-
-    history = history_arrays(
-        {
-            "episode_returns": collector.episode_returns,
-            "episode_lengths": collector.episode_lengths,
-            "episode_steps": collector.episode_steps,
-            **log,
-        },
-        dtypes={"episode_lengths": np.int64, "episode_steps": np.int64, "update_steps": np.int64},
-    )
-    return TrainResult(actor=actor, critic=critic, history=history, config=config, seed=seed)
+    return loop.result()

@@ -13,7 +13,9 @@ Networks
 Environments
     :func:`as_vector_env`, :class:`RolloutCollector` (gymnasium 1.x vector envs with
     ``NEXT_STEP`` autoreset: the step after an episode end is marked invalid),
-    :func:`make_batch` (GAE, then only the real transitions), :func:`evaluate`
+    :func:`make_batch` (GAE, then only the real transitions), :class:`OnPolicyLoop` (the
+    plumbing A2C and PPO share: env, networks, rollouts, history, progress bar, callback),
+    :func:`evaluate`
 Bookkeeping
     :class:`TrainResult`, :func:`check_finite`, :func:`set_seed`, :func:`torch_threads`,
     :func:`progress_bar`, :func:`make_adam`, :func:`save_checkpoint`, :func:`load_checkpoint`,
@@ -29,7 +31,7 @@ import os
 import random
 import tempfile
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -601,6 +603,87 @@ def make_batch(rollout: Rollout, gamma: float, gae_lambda: float) -> Batch:
     )
 
 
+class OnPolicyLoop:
+    """The plumbing A2C and PPO share around their update rule.
+
+    It builds the vector env (see :func:`as_vector_env`), seeds everything, makes the actor
+    and the (separate) critic, and keeps a :class:`RolloutCollector`. Each update the agent
+    asks :meth:`next_batch` for GAE-processed real transitions, applies its own loss, and
+    hands its diagnostics to :meth:`record` (history, progress bar, callback).
+    :meth:`result` collects the history. Use it as a context manager: the progress bar and
+    an env it made are closed on the way out, also after an error.
+
+    ``config`` is the agent's config: it reads ``total_timesteps``, ``num_envs``,
+    ``n_steps``, ``hidden_sizes``, ``gamma``, ``gae_lambda`` and ``reward_scale``.
+    ``keys`` names the per-update diagnostics the agent records (``update_steps``, the global
+    env step of each update, is always recorded first).
+    """
+
+    def __init__(
+        self,
+        env: EnvLike,
+        config: Any,
+        seed: int,
+        keys: Sequence[str],
+        progress: bool = True,
+        desc: str | None = None,
+        callback: Callable[[dict[str, Any]], bool | None] | None = None,
+    ):
+        self.envs, self.created = as_vector_env(env, config.num_envs)
+        set_seed(seed)
+        self.actor = make_actor(self.envs.single_observation_space, self.envs.single_action_space, config.hidden_sizes)
+        self.critic = make_critic(self.envs.single_observation_space, config.hidden_sizes)
+        self.params = [*self.actor.parameters(), *self.critic.parameters()]
+        self.collector = RolloutCollector(self.envs, seed=seed)
+        self.config, self.seed, self.callback = config, seed, callback
+        self.batch_size = self.envs.num_envs * config.n_steps
+        self.n_updates = math.ceil(config.total_timesteps / self.batch_size)
+        self.log: dict[str, list] = {key: [] for key in ("update_steps", *keys)}
+        self.progress = progress
+        self.bar = progress_bar(self.n_updates * self.batch_size, progress, desc=desc)
+
+    def __enter__(self) -> OnPolicyLoop:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.bar.close()
+        if self.created:
+            self.envs.close()
+
+    def next_batch(self, update: int) -> Batch:
+        """Collect ``config.n_steps`` steps per sub-env with the current actor, check the rewards
+        are finite, scale them by ``config.reward_scale`` and return :func:`make_batch`'s batch."""
+        rollout = self.collector.collect(self.actor, self.config.n_steps, self.critic)
+        check_finite("the environment's reward", rollout.rewards, update)
+        if self.config.reward_scale != 1.0:
+            rollout.rewards.mul_(self.config.reward_scale)
+        return make_batch(rollout, self.config.gamma, self.config.gae_lambda)
+
+    def record(self, update: int, row: dict[str, Any]) -> bool:
+        """Append the update's diagnostics (``row`` holds every key but ``update_steps``, added here),
+        advance the progress bar, and call the callback; True means stop training."""
+        row = {"update_steps": self.collector.env_steps, **row}
+        for key, values in self.log.items():
+            values.append(row[key])
+        self.bar.update(self.batch_size)
+        if self.progress and self.collector.episode_returns and update % 10 == 0:
+            self.bar.set_postfix(mean_return=f"{np.mean(self.collector.episode_returns[-20:]):.1f}", refresh=False)
+        info = {"update": update, "env_steps": self.collector.env_steps, "actor": self.actor, "critic": self.critic,
+                "stats": row}
+        return bool(self.callback is not None and self.callback(info))
+
+    def result(self, int_keys: Sequence[str] = ()) -> TrainResult:
+        """The trained networks and the history: per episode ``episode_returns``, ``episode_lengths``,
+        ``episode_steps``; per update the recorded keys (``int_keys`` and ``update_steps`` as int64)."""
+        collector = self.collector
+        history = history_arrays(
+            {"episode_returns": collector.episode_returns, "episode_lengths": collector.episode_lengths,
+             "episode_steps": collector.episode_steps, **self.log},
+            dtypes={key: np.int64 for key in ("episode_lengths", "episode_steps", "update_steps", *int_keys)},
+        )
+        return TrainResult(actor=self.actor, critic=self.critic, history=history, config=self.config, seed=self.seed)
+
+
 def make_adam(params: list[nn.Parameter], lr: float, eps: float) -> torch.optim.Adam:
     """Adam, fused into one kernel where this torch build supports it (much less per-step overhead on CPU)."""
     try:
@@ -805,6 +888,7 @@ __all__ = [
     "Batch",
     "Critic",
     "ObservationEncoder",
+    "OnPolicyLoop",
     "Rollout",
     "RolloutCollector",
     "TrainResult",

@@ -29,12 +29,10 @@ Usage::
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -42,21 +40,14 @@ from rl_basics.agents.core import (
     Actor,
     Batch,
     EnvLike,
-    RolloutCollector,
+    OnPolicyLoop,
     TrainResult,
-    as_vector_env,
     check_finite,
     explained_variance,
-    history_arrays,
-    make_actor,
     make_adam,
-    make_batch,
-    make_critic,
     masked_whiten,
     ppo_policy_loss,
     ppo_value_loss,
-    progress_bar,
-    set_seed,
     torch_threads,
 )
 
@@ -201,37 +192,23 @@ def train(
 def _train(
     env: EnvLike, config: PPOConfig, seed: int, progress: bool, callback: Callable[[dict[str, Any]], bool | None] | None
 ) -> TrainResult:
-    envs, created = as_vector_env(env, config.num_envs)
-    set_seed(seed)
-    actor = make_actor(envs.single_observation_space, envs.single_action_space, config.hidden_sizes)
-    critic = make_critic(envs.single_observation_space, config.hidden_sizes)
-    params = [*actor.parameters(), *critic.parameters()]
-    optimizer = make_adam(params, config.learning_rate, config.adam_eps)
-    collector = RolloutCollector(envs, seed=seed)
-    num_envs = envs.num_envs
-    batch_size = num_envs * config.n_steps
-    if batch_size % config.minibatch_size:
-        raise ValueError(f"the vector env's batch of {num_envs} * {config.n_steps} = {batch_size} transitions "
-                         f"does not divide into minibatches of {config.minibatch_size}")
-    n_minibatches = batch_size // config.minibatch_size
-    n_updates = math.ceil(config.total_timesteps / batch_size)
-    keys = ("update_steps", "learning_rate", "clip_coef", "policy_loss", "value_loss", "entropy",
-            "approx_kl", "clip_frac", "explained_variance", "epochs")
-    log: dict[str, list] = {key: [] for key in keys}
-    bar = progress_bar(n_updates * batch_size, progress, desc="PPO")
-    try:
-        for update in range(1, n_updates + 1):
-            remaining = 1.0 - (update - 1) / n_updates
+    keys = ("learning_rate", "clip_coef", "policy_loss", "value_loss", "entropy", "approx_kl", "clip_frac",
+            "explained_variance", "epochs")
+    with OnPolicyLoop(env, config, seed, keys, progress, "PPO", callback) as loop:
+        actor, critic = loop.actor, loop.critic
+        optimizer = make_adam(loop.params, config.learning_rate, config.adam_eps)
+        if loop.batch_size % config.minibatch_size:
+            raise ValueError(f"the vector env's batch of {loop.envs.num_envs} * {config.n_steps} = {loop.batch_size} "
+                             f"transitions does not divide into minibatches of {config.minibatch_size}")
+        n_minibatches = loop.batch_size // config.minibatch_size
+        for update in range(1, loop.n_updates + 1):
+            remaining = 1.0 - (update - 1) / loop.n_updates
             lr = config.learning_rate * (remaining if config.anneal_lr else 1.0)
             clip = config.clip_coef * (remaining if config.anneal_clip else 1.0)
             for group in optimizer.param_groups:
                 group["lr"] = lr
 
-            rollout = collector.collect(actor, config.n_steps, critic)
-            check_finite("the environment's reward", rollout.rewards, update)
-            if config.reward_scale != 1.0:
-                rollout.rewards.mul_(config.reward_scale)
-            batch = make_batch(rollout, config.gamma, config.gae_lambda)
+            batch = loop.next_batch(update)
             whiten = config.normalize_advantages
             if whiten and n_minibatches == 1:  # the one minibatch is the batch: whiten once, not every epoch
                 batch.advantages = masked_whiten(batch.advantages)
@@ -253,7 +230,7 @@ def _train(
                         check_finite("PPO loss", loss, update)
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()
-                    nn.utils.clip_grad_norm_(params, config.max_grad_norm)
+                    nn.utils.clip_grad_norm_(loop.params, config.max_grad_norm)
                     optimizer.step()
                     epoch_stats.append(stats)
                 if config.target_kl is not None and stats["approx_kl"] > config.target_kl:
@@ -264,34 +241,10 @@ def _train(
                 with torch.no_grad():
                     means["entropy"] = actor.log_prob_entropy(batch.obs, batch.actions)[1].mean().item()
             row = dict(
-                update_steps=collector.env_steps, learning_rate=lr, clip_coef=clip,
-                policy_loss=means["policy_loss"], value_loss=means["value_loss"], entropy=means["entropy"],
-                approx_kl=means["approx_kl"], clip_frac=means["clip_frac"],
-                explained_variance=explained_variance(batch.values, batch.returns),
-                epochs=epoch + 1,
+                learning_rate=lr, clip_coef=clip, policy_loss=means["policy_loss"], value_loss=means["value_loss"],
+                entropy=means["entropy"], approx_kl=means["approx_kl"], clip_frac=means["clip_frac"],
+                explained_variance=explained_variance(batch.values, batch.returns), epochs=epoch + 1,
             )
-            for key in keys:
-                log[key].append(row[key])
-
-            bar.update(batch_size)
-            if progress and collector.episode_returns and update % 10 == 0:
-                bar.set_postfix(mean_return=f"{np.mean(collector.episode_returns[-20:]):.1f}")
-            if callback is not None and callback(
-                {"update": update, "env_steps": collector.env_steps, "actor": actor, "critic": critic, "stats": row}
-            ):
+            if loop.record(update, row):
                 break
-    finally:
-        bar.close()
-        if created:
-            envs.close()
-
-    history = history_arrays(
-        {
-            "episode_returns": collector.episode_returns,
-            "episode_lengths": collector.episode_lengths,
-            "episode_steps": collector.episode_steps,
-            **log,
-        },
-        dtypes={"episode_lengths": np.int64, "episode_steps": np.int64, "update_steps": np.int64, "epochs": np.int64},
-    )
-    return TrainResult(actor=actor, critic=critic, history=history, config=config, seed=seed)
+    return loop.result(int_keys=("epochs",))
