@@ -544,7 +544,7 @@ class RolloutCollector:
                 self._ep_return[i] = 0.0
                 self._ep_length[i] = 0
             self._next_is_reset = done
-            self._obs = torch.tensor(next_obs)  # a copy: some vector envs reuse their observation buffer
+            self._obs = torch.from_numpy(next_obs.copy())  # a copy: some vector envs reuse their observation buffer
         observations.append(self._obs)
         obs = torch.stack(observations)
         rollout = Rollout(

@@ -183,7 +183,8 @@ def train(
         ``approx_kl``, ``clip_frac``, ``explained_variance``, ``epochs``.
 
     Raises:
-        FloatingPointError: a loss became NaN or inf (the message names it and the update).
+        FloatingPointError: a loss became NaN or inf (checked once per update, after its epochs; the message
+            names the quantity and the update).
     """
     with torch_threads(num_threads):
         return _train(env, config or PPOConfig(), seed, progress, callback)
@@ -223,11 +224,6 @@ def _train(
                     minibatches = [batch[index] for index in torch.tensor_split(order, n_minibatches)]
                 for mb in minibatches:
                     loss, stats = ppo_loss(actor, critic, mb, config, clip, whiten=whiten)
-                    if not torch.isfinite(loss):
-                        for name in ("policy_loss", "value_loss", "entropy"):
-                            if name in stats:
-                                check_finite(f"PPO {name.replace('_', ' ')}", stats[name], update)
-                        check_finite("PPO loss", loss, update)
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()
                     nn.utils.clip_grad_norm_(loop.params, config.max_grad_norm)
@@ -237,6 +233,9 @@ def _train(
                     break
 
             means = {k: torch.stack([s[k] for s in epoch_stats]).mean().item() for k in epoch_stats[0]}
+            for name in ("policy_loss", "value_loss", "entropy"):  # one check per update, not per minibatch
+                if name in means:
+                    check_finite(f"PPO {name.replace('_', ' ')}", means[name], update)
             if "entropy" not in means:  # no entropy bonus: measure the updated policy's entropy once
                 with torch.no_grad():
                     means["entropy"] = actor.log_prob_entropy(batch.obs, batch.actions)[1].mean().item()
