@@ -31,7 +31,7 @@ import tempfile
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -42,9 +42,10 @@ from peft import LoraConfig, PeftModel
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, TrainerCallback
 from transformers.trainer_callback import PrinterCallback
 
+from rlhf.models import PHI2_LORA_TARGETS
 from rlhf.ppo_rollout import RewardScorer, left_pad, response_mask, sample_tokens, sampling_uniforms, tokenize_prompts
+from rlhf.value_head import position_ids_from_mask
 
-PHI_LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "dense", "fc1", "fc2")
 _EVAL_STREAM = 101  # random stream of evaluation samples (disjoint from the PPO trainer's streams)
 _CALIBRATION_STREAM = 102
 
@@ -114,8 +115,8 @@ def _reference_of(policy: torch.nn.Module, reference: torch.nn.Module | None):
 def _scored_logprobs(lm: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                      response_length: int, temperature: float) -> torch.Tensor:
     """Log-probs ``[B, R]`` of the last ``R`` tokens of ``input_ids`` under ``lm`` (temperature-scaled)."""
-    position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
-    logits = lm(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids).logits
+    logits = lm(input_ids=input_ids, attention_mask=attention_mask,
+                position_ids=position_ids_from_mask(attention_mask)).logits
     logits = logits[:, -response_length - 1 : -1].float() / temperature
     return torch.log_softmax(logits, -1).gather(-1, input_ids[:, -response_length:, None]).squeeze(-1)
 
@@ -379,7 +380,7 @@ class DPOSettings:
     """LoRA rank (chapter 9's PPO uses the same)."""
     lora_alpha: float = 32.0
     """LoRA scaling numerator."""
-    lora_targets: tuple[str, ...] = PHI_LORA_TARGETS
+    lora_targets: tuple[str, ...] = PHI2_LORA_TARGETS
     """Modules that get LoRA adapters."""
     bf16: bool | None = None
     """bf16 mixed precision; None: on a CUDA GPU that supports it, off on CPU."""
@@ -435,7 +436,7 @@ class GroupSettings:
     """LoRA rank (chapter 9's PPO uses the same)."""
     lora_alpha: float = 32.0
     """LoRA scaling numerator."""
-    lora_targets: tuple[str, ...] = PHI_LORA_TARGETS
+    lora_targets: tuple[str, ...] = PHI2_LORA_TARGETS
     """Modules that get LoRA adapters."""
     bf16: bool | None = None
     """bf16 mixed precision; None: on a CUDA GPU that supports it, off on CPU."""
@@ -549,6 +550,21 @@ def _common_args(seed: int, bf16: bool | None, out_dir: str) -> dict[str, Any]:
     )
 
 
+def _train_trl(trainer_class: type, model: PreTrainedModel, settings: DPOSettings | GroupSettings,
+               tracker: _Progress, **kwargs: Any) -> tuple[PreTrainedModel, list[dict], float]:
+    """Build ``trainer_class(model=model, **kwargs)`` (LoRA per ``settings``), train it quietly;
+    returns ``(trained model in eval mode, TRL's log, training seconds without evaluations)``."""
+    peft_config = _lora_config(settings.lora_r, settings.lora_alpha, settings.lora_targets) if settings.lora else None
+    with _quiet():
+        warnings.simplefilter("ignore")
+        trainer = trainer_class(model=model, peft_config=peft_config, callbacks=[tracker], **kwargs)
+        trainer.remove_callback(PrinterCallback)  # TRL prints every log line when tqdm is off
+        start = time.perf_counter()
+        trainer.train()
+        seconds = time.perf_counter() - start - tracker.eval_seconds
+    return trainer.model.eval(), [dict(row) for row in trainer.state.log_history], seconds
+
+
 def _fresh(model: PreTrainedModel, copy_policy: bool, lora: bool) -> PreTrainedModel:
     """The model to train: a copy of ``model`` unless ``copy_policy`` is False (TRL wraps and
     changes the model it is given). Without LoRA every weight is made trainable (the course's
@@ -617,26 +633,9 @@ def train_dpo(
             max_length=settings.max_length,
             loss_type=["sigmoid"],
         )
-    model = _fresh(policy, copy_policy, settings.lora)
     tracker = _Progress(evaluate, evaluate_every, 0, "DPO", progress)
-    with _quiet():
-        warnings.simplefilter("ignore")
-        trainer = DPOTrainer(
-            model=model,
-            ref_model=None,
-            args=args,
-            train_dataset=data,
-            processing_class=tokenizer,
-            peft_config=_lora_config(settings.lora_r, settings.lora_alpha, settings.lora_targets) if settings.lora else None,
-            callbacks=[tracker],
-        )
-        trainer.remove_callback(PrinterCallback)  # TRL prints every log line when tqdm is off
-        start = time.perf_counter()
-        trainer.train()
-        seconds = time.perf_counter() - start - tracker.eval_seconds
-    log = [dict(row) for row in trainer.state.log_history]
-    trained = trainer.model.eval()
-    del trainer
+    trained, log, seconds = _train_trl(DPOTrainer, _fresh(policy, copy_policy, settings.lora), settings, tracker,
+                                       ref_model=None, args=args, train_dataset=data, processing_class=tokenizer)
     return BaselineResult(method="dpo", model=trained, tokenizer=tokenizer, train_seconds=seconds, episodes=0,
                           log=log, evaluations=tracker.rows,
                           settings={**asdict(settings), "pairs": len(data)})
@@ -721,27 +720,10 @@ def train_group(
         warnings.simplefilter("ignore")
         args = Config(**common)
     data = Dataset.from_dict({"prompt": list(prompts)})
-    model = _fresh(policy, copy_policy, s.lora)
     episodes_per_step = s.generation_batch / (s.minibatches * s.num_iterations)
     tracker = _Progress(evaluate, evaluate_every, episodes_per_step, s.algorithm.upper(), progress)
-    with _quiet():
-        warnings.simplefilter("ignore")
-        trainer = Trainer(
-            model=model,
-            reward_funcs=[reward],
-            args=args,
-            train_dataset=data,
-            processing_class=tokenizer,
-            peft_config=_lora_config(s.lora_r, s.lora_alpha, s.lora_targets) if s.lora else None,
-            callbacks=[tracker],
-        )
-        trainer.remove_callback(PrinterCallback)  # TRL prints every log line when tqdm is off
-        start = time.perf_counter()
-        trainer.train()
-        seconds = time.perf_counter() - start - tracker.eval_seconds
-    log = [dict(row) for row in trainer.state.log_history]
-    trained = trainer.model.eval()
-    del trainer
+    trained, log, seconds = _train_trl(Trainer, _fresh(policy, copy_policy, s.lora), s, tracker,
+                                       reward_funcs=[reward], args=args, train_dataset=data, processing_class=tokenizer)
     return BaselineResult(method=s.algorithm, model=trained, tokenizer=tokenizer, train_seconds=seconds,
                           episodes=s.total_episodes, log=log, evaluations=tracker.rows,
                           settings={**asdict(s), "optimizer_steps": s.optimizer_steps})

@@ -19,6 +19,8 @@ import torch
 import torch.nn.functional as F
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from rlhf.value_head import position_ids_from_mask
+
 
 def _device(model: torch.nn.Module) -> torch.device:
     return next(model.parameters()).device
@@ -135,8 +137,8 @@ def token_logprobs(model: PreTrainedModel, input_ids: torch.Tensor, attention_ma
     Returns:
         ``(B, L)`` tensor: entry ``[b, t]`` is ``log pi(x_t | x_<t)`` for ``t >= 1``; column 0 is 0.
     """
-    position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
-    logits = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids).logits
+    logits = model(input_ids=input_ids, attention_mask=attention_mask,
+                   position_ids=position_ids_from_mask(attention_mask)).logits
     logp = F.log_softmax(logits[:, :-1].float() / temperature, dim=-1)
     picked = logp.gather(-1, input_ids[:, 1:, None]).squeeze(-1)
     return F.pad(picked, (1, 0))
@@ -186,7 +188,7 @@ def per_token_kl(policy: PreTrainedModel, reference: PreTrainedModel, tokenizer:
     device = _device(policy)
     input_ids, attention = input_ids.to(device), attention.to(device)
     if estimator == "exact":
-        position_ids = (attention.cumsum(-1) - 1).clamp(min=0)
+        position_ids = position_ids_from_mask(attention)
         logp = F.log_softmax(policy(input_ids=input_ids, attention_mask=attention,
                                     position_ids=position_ids).logits.float(), -1)
         logq = F.log_softmax(reference(input_ids=input_ids, attention_mask=attention,

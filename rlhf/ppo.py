@@ -59,7 +59,7 @@ from rl_basics.agents.core import (
     progress_bar,
     save_checkpoint,
 )
-from rlhf.models import PHI2_LORA_TARGETS
+from rlhf.models import POLICY_LORA_TARGETS
 from rlhf.ppo_rollout import RewardScorer, left_pad, response_mask, sample_tokens, sampling_uniforms, tokenize_prompts
 from rlhf.value_head import POLICY, PolicyValueModel
 
@@ -123,8 +123,9 @@ class PPOConfig:
     """LoRA rank of the policy and value adapters."""
     lora_alpha: float = 32.0
     """LoRA scaling numerator (the update is scaled by ``lora_alpha / lora_r``)."""
-    lora_targets: tuple[str, ...] = PHI2_LORA_TARGETS
-    """Module names that get LoRA adapters (phi-2's attention and MLP projections)."""
+    lora_targets: tuple[str, ...] = POLICY_LORA_TARGETS
+    """Module names that get LoRA adapters: phi-2's attention and MLP projections and, in the policy only,
+    the output layer (``lm_head``; the value adapter leaves it out, its head reads the hidden state)."""
     checkpoint_every: int = 0
     """Save a checkpoint every this many PPO steps (0: never; needs a checkpoint directory)."""
     keep_checkpoints: int = 2
@@ -335,7 +336,8 @@ class PPOTrainer:
         with torch.random.fork_rng(devices=range(torch.cuda.device_count())):
             torch.manual_seed(seed)  # the adapters' random initialisation is part of the run
             model = PolicyValueModel(policy, config.lora_config())
-        optimizer = torch.optim.Adam(model.trainable_parameters(), lr=config.learning_rate, eps=config.adam_eps)
+        optimizer = torch.optim.Adam(model.trainable_parameters(), lr=config.learning_rate, eps=config.adam_eps,
+                                     fused=True)  # one kernel for all parameters: many small LoRA matrices
         self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
         total = config.total_steps
         schedule = (lambda s: max(0.0, 1.0 - s / total)) if config.lr_schedule == "linear" else (lambda s: 1.0)

@@ -24,6 +24,7 @@ from datasets import Dataset
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from rlhf.preferences import load_preference_dataset, noise_ceiling, validate_preference_dataset
+from rlhf.sft import trl_training_args
 
 
 @dataclass(frozen=True)
@@ -51,31 +52,11 @@ class RewardSettings:
 
 
 def reward_config(settings: RewardSettings, output_dir: str | Path):
-    """TRL ``RewardConfig`` for ``settings``: no reporting, no checkpoints, bf16 only on a bf16 GPU."""
+    """TRL ``RewardConfig`` for ``settings`` (:func:`rlhf.sft.trl_training_args`, plus score centring)."""
     from trl import RewardConfig
 
-    on_gpu = torch.cuda.is_available()
-    return RewardConfig(
-        output_dir=str(output_dir),
-        num_train_epochs=settings.num_train_epochs,
-        per_device_train_batch_size=settings.batch_size,
-        learning_rate=settings.learning_rate,
-        lr_scheduler_type="linear",
-        warmup_steps=5,
-        max_length=settings.max_length,
-        center_rewards_coefficient=settings.center_rewards_coefficient,
-        bf16=on_gpu and torch.cuda.is_bf16_supported(),
-        activation_checkpointing=False,
-        logging_steps=5,
-        save_strategy="no",
-        report_to="none",
-        push_to_hub=False,
-        seed=settings.seed,
-        data_seed=settings.seed,
-        use_cpu=not on_gpu,
-        disable_tqdm=False,
-        dataloader_num_workers=0,
-    )
+    return RewardConfig(**trl_training_args(settings, output_dir),
+                        center_rewards_coefficient=settings.center_rewards_coefficient)
 
 
 def train_reward_model(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, train_data: Dataset,

@@ -85,12 +85,13 @@ def demonstration_loss(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBas
     return nll / count
 
 
-def sft_config(settings: SFTSettings, output_dir: str | Path):
-    """TRL ``SFTConfig`` for ``settings``: no reporting, no checkpoints, bf16 only on a bf16 GPU."""
-    from trl import SFTConfig
-
+def trl_training_args(settings: SFTSettings, output_dir: str | Path) -> dict:
+    """The TRL training arguments SFT and reward modelling share, for ``settings`` (an
+    :class:`SFTSettings` or a ``RewardSettings``): its epochs, batch size, learning rate, max
+    length and seed; a linear schedule after 5 warm-up steps; no reporting, no checkpoints; bf16
+    only on a bf16 GPU."""
     on_gpu = torch.cuda.is_available()
-    return SFTConfig(
+    return dict(
         output_dir=str(output_dir),
         num_train_epochs=settings.num_train_epochs,
         per_device_train_batch_size=settings.batch_size,
@@ -98,8 +99,6 @@ def sft_config(settings: SFTSettings, output_dir: str | Path):
         lr_scheduler_type="linear",
         warmup_steps=5,
         max_length=settings.max_length,
-        completion_only_loss=True,
-        packing=False,
         bf16=on_gpu and torch.cuda.is_bf16_supported(),
         activation_checkpointing=False,
         logging_steps=5,
@@ -112,6 +111,13 @@ def sft_config(settings: SFTSettings, output_dir: str | Path):
         disable_tqdm=False,
         dataloader_num_workers=0,
     )
+
+
+def sft_config(settings: SFTSettings, output_dir: str | Path):
+    """TRL ``SFTConfig`` for ``settings`` (:func:`trl_training_args`; loss on completion tokens only)."""
+    from trl import SFTConfig
+
+    return SFTConfig(**trl_training_args(settings, output_dir), completion_only_loss=True, packing=False)
 
 
 def train_sft(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, demos: list[dict],

@@ -18,7 +18,8 @@ from rlhf import corpus
 from rlhf.ppo import KLController, PPOConfig, PPOTrainer, kl_per_token, latest_checkpoint, per_token_rewards, response_advantages
 from rlhf.ppo_rollout import RewardScorer, left_pad, response_mask, sample_tokens, sampling_uniforms, tokenize_prompts
 from rlhf.tiny_world import TinyWorldConfig, tiny_phi_config, train_tokenizer
-from rlhf.value_head import POLICY, VALUE, PolicyValueModel, position_ids_from_mask
+from rlhf.policy import token_logprobs
+from rlhf.value_head import POLICY, VALUE, PolicyValueModel, fuse_gelu, pack_rows, position_ids_from_mask
 
 TINY = TinyWorldConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
                        max_position_embeddings=64)
@@ -165,6 +166,57 @@ def test_one_backward_pass_trains_both_adapters_and_the_value_head(tokenizer):
         assert any(g.abs().sum() > 0 for n, g in grads.items() if f"lora_B.{adapter}." in n), adapter
     assert grads["value_head.linear.bias"].abs().sum() > 0
     assert all(not p.requires_grad for n, p in params.items() if n not in model.trainable_names)
+
+
+def test_the_output_layer_gets_a_policy_adapter_but_no_value_adapter(tokenizer):
+    model = PolicyValueModel(random_policy(tokenizer), PPOConfig(**SMALL).lora_config())
+    lm_head = [n for n in model.trainable_names if ".lm_head." in n]
+    assert lm_head and all(f".{POLICY}." in n for n in lm_head)
+    assert any(f".{VALUE}." in n and ".fc1." in n for n in model.trainable_names)
+
+
+def test_fuse_gelu_swaps_in_the_same_function():
+    from transformers.activations import GELUTanh, NewGELUActivation
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 8), NewGELUActivation())
+    x = torch.randn(16, 4) * 3
+    before = model(x)
+    fuse_gelu(model)
+    assert isinstance(model[1], GELUTanh)
+    assert (model(x) - before).abs().max() < 1e-6
+
+
+def _prompts_and_responses() -> tuple[torch.Tensor, torch.Tensor]:
+    """Left-padded prompts + right-padded responses ``[4, 3 + 3]``; real lengths 6, 2, 3, 4."""
+    prompts, responses = [[5, 6, 7], [8], [9, 10], [11, 12]], [[13, 14, 15], [16, 1, 1], [17, 1, 1], [18, 19, 1]]
+    ids, prompt_mask = left_pad(prompts, 1)
+    return torch.cat([ids, torch.tensor(responses)], 1), torch.cat([prompt_mask, (torch.tensor(responses) != 1).long()], 1)
+
+
+def test_pack_rows_gives_every_real_token_its_own_slot_in_bins_as_wide_as_the_longest_row():
+    _, mask = _prompts_and_responses()
+    where, n_bins, width = pack_rows(mask)
+    lengths = mask.sum(1)
+    assert width == 6 and n_bins == 3  # first-fit decreasing: [6], [4, 2], [3]
+    slots = where[mask.bool()]
+    assert len(set(slots.tolist())) == int(lengths.sum()) and int(slots.max()) < n_bins * width
+    for row in range(4):  # a row's tokens are consecutive and stay inside one bin
+        row_slots = where[row][mask[row].bool()]
+        assert torch.equal(row_slots, row_slots[0] + torch.arange(int(lengths[row])))
+        assert int(row_slots[0]) // width == int(row_slots[-1]) // width
+
+
+def test_packed_scoring_matches_a_padded_forward_pass(tokenizer):
+    model = PolicyValueModel(random_policy(tokenizer), PPOConfig(**SMALL).lora_config())
+    ids, mask = _prompts_and_responses()
+    with torch.no_grad():
+        packed, _ = model.response_logprobs(ids, mask, response_length=3, temperature=0.7, adapter=None)
+        with model.adapter(None) as lm:
+            padded = token_logprobs(lm, ids, mask, temperature=0.7)[:, -3:]
+    response = mask[:, -3:]
+    assert torch.equal(packed == 0, response == 0)  # 0 exactly on response padding
+    assert ((packed - padded).abs() * response).max() < 1e-5  # no token attends across sequences
 
 
 def test_sampler_log_probs_match_the_training_pass_with_left_padding(tokenizer):
