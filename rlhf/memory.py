@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from transformers import PhiConfig, PhiForCausalLM
 
-from rlhf.models import PHI2_LORA_TARGETS
+from rlhf.models import PHI2_LORA_TARGETS, POLICY_LORA_TARGETS
 
 GIB = 2**30
 
@@ -64,7 +64,9 @@ def ppo_memory_estimate(
 
     Args:
         config: the model's configuration (:func:`phi2_config` for phi-2).
-        lora_r: rank of the policy and value adapters (trained in fp32 with Adam).
+        lora_r: rank of the policy and value adapters (trained in fp32 with Adam). The policy's
+            adapter covers every linear layer and ``lm_head`` (``POLICY_LORA_TARGETS``, chapter 9's
+            default), the value's every linear layer but ``lm_head`` (``PHI2_LORA_TARGETS``).
         batch_size: prompts per PPO step (the generation batch of one GPU).
         minibatch_size: sequences per optimizer step.
         prompt_length, response_length: tokens; a sequence has ``prompt_length + response_length``.
@@ -86,13 +88,14 @@ def ppo_memory_estimate(
     larger of the KV cache and the update's logits + activations.
     """
     counts = parameter_counts(config, lora_r)
+    adapters = parameter_counts(config, lora_r, POLICY_LORA_TARGETS)["lora"] + counts["lora"]
     h, layers, vocab = config.hidden_size, config.num_hidden_layers, config.vocab_size
     seq = prompt_length + response_length
     act_bytes = 2  # bf16 activations
     parts = {
         "base weights": counts["base"] * weight_bytes,
         "reward model": counts["base"] * weight_bytes if separate_reward_model else 0.0,
-        "LoRA adapters + Adam": 2 * counts["lora"] * 16,
+        "LoRA adapters + Adam": adapters * 16,
         "KV cache (generation)": 2 * layers * batch_size * seq * h * act_bytes,
         "logits (minibatch)": 3 * minibatch_size * response_length * vocab * 4,
         "activations (minibatch)": 2 * 34 * layers * minibatch_size * seq * h,
