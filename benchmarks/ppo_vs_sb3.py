@@ -305,7 +305,7 @@ def report(runs: list[dict], args, load_before, load_after, env_seconds: dict[st
         f"- Ours: `rl_basics.agents.ppo.PPOConfig()` defaults: {ours_settings()}.",
         f"- Both: {args.total_timesteps:,} steps per run, torch single-threaded on CPU, each run in a fresh process.",
         "- Environments of the same kind (one Python CartPole object per sub-env, stepped in a loop): "
-        f"ours {ENV_KINDS['ours']}; SB3 {ENV_KINDS['sb3']}.",
+        f"ours: {ENV_KINDS['ours']}; SB3: {ENV_KINDS['sb3']}.",
         f"- Evaluation: greedy policy, mean return over {args.episodes} episodes (fixed seeds), every "
         f"{args.eval_every:,} environment steps until it first reaches {THRESHOLD:g}, and once after training. "
         "Clocks exclude evaluation.",
