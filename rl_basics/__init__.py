@@ -16,6 +16,7 @@ Modules (import what you need):
 - ``rl_basics.policy_objectives``  exact J_1, J_avV, J_avR of a policy on a small MDP
 - ``rl_basics.agents``    REINFORCE, A2C and PPO in torch
 - ``rl_basics.plotting``  value heatmaps, policy arrows, learning curves
+- ``rl_basics.widgets``   sliders (gamma, epsilon, alpha, lambda, beta) that still teach without a widget frontend
 - ``rl_basics.exercises`` / ``rl_basics.checks``  the exercise checks and the exercise-notebook generator
 """
 

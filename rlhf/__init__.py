@@ -14,4 +14,15 @@ Chapters 7–8 (the offline tiny world and its first two RLHF stages):
 - :mod:`rlhf.gold` — the gold rater (ground truth) and the Bradley–Terry annotator;
 - :mod:`rlhf.sft`, :mod:`rlhf.preferences`, :mod:`rlhf.reward` — SFT with TRL's ``SFTTrainer``,
   preference data and its validation, reward modelling with TRL's ``RewardTrainer``.
+
+Chapters 9–10 (PPO-RLHF and beyond):
+
+- :mod:`rlhf.value_head` — policy, reference and value on one frozen base (LoRA adapters);
+- :mod:`rlhf.ppo_rollout`, :mod:`rlhf.ppo` — the course's PPO trainer for language models;
+- :mod:`rlhf.memory` — the GPU memory bill of PPO-RLHF of phi-2, component by component;
+- :mod:`rlhf.cli` (``rlhf-pipeline``), :mod:`rlhf.mlrun_job` — the whole pipeline from the
+  command line, and as an MLRun job;
+- :mod:`rlhf.kl_regularised` — the closed-form optimum of the KL-regularised objective on a toy;
+- :mod:`rlhf.baselines` — DPO, GRPO and RLOO with TRL, and the shared evaluation of every policy;
+- :mod:`rlhf.checks` — the chapters' exercise checks.
 """
