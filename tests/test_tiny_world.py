@@ -187,3 +187,19 @@ def test_concurrent_processes_build_once(tmp_path):
     procs = [subprocess.Popen([sys.executable, "-c", script], env=env) for _ in range(2)]
     assert [p.wait(timeout=120) for p in procs] == [0, 0]
     assert (tmp_path / "calls.txt").read_text() == "built\n"
+
+
+def test_stage_cache_key_follows_the_code_that_builds_it(monkeypatch, tmp_path):
+    """A stage built by older code is never reused: the building modules' source is part of its key."""
+    from rlhf.sft import SFTSettings
+
+    monkeypatch.setenv("RL_COURSE_DATA", str(tmp_path))
+    base = tmp_path / "base"
+    base.mkdir()
+    (base / "build_info.json").write_text("{}")
+    before = tiny_world._stage_dir("sft", SFTSettings(), base)
+    assert before == tiny_world._stage_dir("sft", SFTSettings(), base)  # deterministic
+    identity = tiny_world._code_identity()
+    monkeypatch.setattr(tiny_world, "_code_identity", lambda: identity + b"# an edited line")
+    assert tiny_world._stage_dir("sft", SFTSettings(), base) != before
+    assert set(tiny_world.STAGE_SOURCES) >= {"sft.py", "preferences.py", "reward.py", "gold.py"}
