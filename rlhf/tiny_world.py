@@ -33,6 +33,7 @@ import resource
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
@@ -310,6 +311,21 @@ def _code_identity() -> bytes:
     return b"".join((here / name).read_bytes() for name in STAGE_SOURCES) + versions.encode()
 
 
+def _one_thread(build: Callable[[Path], None]) -> Callable[[Path], None]:
+    """``build`` run with one torch thread: a stage's weights then do not depend on how many cores the
+    machine that built it had (float sums in another order send training down another path)."""
+
+    def run(tmp: Path) -> None:
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            build(tmp)
+        finally:
+            torch.set_num_threads(threads)
+
+    return run
+
+
 def _stage_dir(name: str, settings: object, *parents: Path, extra: dict | None = None) -> Path:
     """``data/cache/<name>-<hash>``: the hash covers the stage's settings (and ``extra``), its inputs'
     identities and the code that builds it (:data:`STAGE_SOURCES`)."""
@@ -329,7 +345,7 @@ def sft_model_dir() -> Path:
     settings = sft.SFTSettings()
     base = base_model_dir()
     return cached_artifact(_stage_dir("sft", settings, base),
-                           lambda tmp: sft.build_sft_stage(tmp, base, settings))
+                           _one_thread(lambda tmp: sft.build_sft_stage(tmp, base, settings)))
 
 
 def preference_dataset_path() -> Path:
@@ -341,7 +357,7 @@ def preference_dataset_path() -> Path:
     sft_dir = sft_model_dir()
     gold = asdict(GoldRaterConfig())  # the annotator's labels depend on the gold rater
     stage = cached_artifact(_stage_dir("preferences", settings, sft_dir, extra=gold),
-                            lambda tmp: preferences.build_preference_stage(tmp, sft_dir, settings))
+                            _one_thread(lambda tmp: preferences.build_preference_stage(tmp, sft_dir, settings)))
     return stage / "preferences.jsonl"
 
 
@@ -353,7 +369,7 @@ def reward_model_dir() -> Path:
     prefs = preference_dataset_path()
     sft_dir = sft_model_dir()
     return cached_artifact(_stage_dir("reward", settings, prefs.parent),
-                           lambda tmp: reward.build_reward_stage(tmp, sft_dir, prefs, settings))
+                           _one_thread(lambda tmp: reward.build_reward_stage(tmp, sft_dir, prefs, settings)))
 
 
 # ---------------------------------------------------------------------------- command line

@@ -203,3 +203,17 @@ def test_stage_cache_key_follows_the_code_that_builds_it(monkeypatch, tmp_path):
     monkeypatch.setattr(tiny_world, "_code_identity", lambda: identity + b"# an edited line")
     assert tiny_world._stage_dir("sft", SFTSettings(), base) != before
     assert set(tiny_world.STAGE_SOURCES) >= {"sft.py", "preferences.py", "reward.py", "gold.py"}
+
+
+def test_stages_are_built_with_one_torch_thread(tmp_path):
+    """Stage weights must not depend on the builder's core count; the caller's setting is restored."""
+    import torch
+
+    seen = []
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        tiny_world._one_thread(lambda tmp: seen.append(torch.get_num_threads()))(tmp_path)
+        assert seen == [1] and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
