@@ -27,7 +27,11 @@ What it does:
 5. Prints the speed ratio and writes its section of ``benchmarks/RESULTS.md`` (between the
    ``rlhf-vs-trl-ppo`` markers; other benchmarks own the rest of the file).
 
-The whole run takes about 10 minutes on 2 CPU cores (``--episodes`` shortens it). Each\ntraining process runs one torch thread by default (``--threads``), so the two never compete\nfor the cores.
+Steps 3–4 run for each of ``--seeds`` seeds (default 3): a single seed's gold reward varies by
+about ±0.02, as much as the two trainers differ, so the gold comparison uses the mean over seeds
+(± its standard error across seeds) and speeds are averaged over the runs. The whole run takes
+about 4 minutes on 2 CPU cores (``--episodes`` and ``--seeds`` shorten it). Each training
+process runs one torch thread by default (``--threads``), so the two never compete for the cores.
 """
 
 from __future__ import annotations
@@ -300,6 +304,21 @@ def write_section(text: str, path: Path = RESULTS) -> None:
     path.write_text(new)
 
 
+def over_seeds(runs: list[dict], evals: list[dict]) -> tuple[dict, dict]:
+    """One side's training results and evaluations, one per seed, as means: rates averaged, the peak RSS
+    the largest, gold ± the standard error of its mean across seeds (the sampling error with one seed)."""
+    import numpy as np
+
+    result = {key: float(np.mean([r[key] for r in runs])) for key in ("episodes_per_second", "episodes_per_cpu_second")}
+    result.update(peak_rss_mb=max(r["peak_rss_mb"] for r in runs),
+                  load_average=[x for r in runs for x in r["load_average"]])
+    summary = {key: float(np.mean([e[key] for e in evals])) for key in ("gold", "kl", "proxy", "length")}
+    golds = [e["gold"] for e in evals]
+    summary["gold_sem"] = float(np.std(golds, ddof=1) / np.sqrt(len(golds))) if len(golds) > 1 else evals[0]["gold_sem"]
+    summary["golds"] = golds
+    return result, summary
+
+
 def report(settings: dict, results: dict, evals: dict, versions: dict, wall: float) -> tuple[str, float]:
     """The RESULTS.md section, and the speed ratio it states."""
     from rlhf.ppo import PPOConfig
@@ -328,9 +347,11 @@ def report(settings: dict, results: dict, evals: dict, versions: dict, wall: flo
         f"{settings['batch_size']} responses per PPO step, responses of at most {settings['response_length']} tokens, "
         f"{settings['num_mini_batches']} minibatches x {settings['ppo_epochs']} PPO epochs, "
         f"{settings['total_episodes']} episodes, temperature {settings['temperature']}, KL coefficient "
-        f"{settings['kl_coef']}, seed {settings['seed']}. Gold reward: chapter 8's gold rater on "
-        f"{evals['n_prompts']} held-out prompts, one sample each (± standard error); KL to the SFT policy in nats "
-        "per response; both trained policies evaluated by the same code (`rlhf.baselines.evaluate_policy`).",
+        f"{settings['kl_coef']}, seeds {', '.join(map(str, settings['seeds']))} (each trainer once per seed). "
+        f"Gold reward: chapter 8's gold rater on {evals['n_prompts']} held-out prompts, one sample each, averaged "
+        "over the seeds (± the standard error of that mean across seeds, which includes the sampling error); "
+        "speeds and the other columns are means over the seeds; KL to the SFT policy in nats per response; every "
+        "trained policy evaluated by the same code (`rlhf.baselines.evaluate_policy`).",
         "",
         "| trainer | episodes/s (wall) | episodes per CPU-second | peak RSS (MiB) | gold reward | KL to SFT "
         "| proxy (RM) | response length |",
@@ -346,8 +367,11 @@ def report(settings: dict, results: dict, evals: dict, versions: dict, wall: flo
                      f"{e['proxy']:.2f} | {e['length']:.1f} |")
     lines += [
         "",
+        "Gold reward seed by seed: " + "; ".join(
+            f"{side} " + ", ".join(f"{g:.3f}" for g in evals[side]["golds"]) for side in ("ours", "trl")) + ".",
+        "",
         f"**Speed ratio (ours / TRL), {basis}: {ratio:.2f}x episodes per second** (wall-clock {wall_ratio:.2f}x, "
-        f"CPU time {cpu_ratio:.2f}x). Gold reward after the same {settings['total_episodes']} episodes: "
+        f"CPU time {cpu_ratio:.2f}x). Mean gold reward after the same {settings['total_episodes']} episodes: "
         f"{evals['ours']['gold']:.3f} vs {evals['trl']['gold']:.3f} — "
         f"{'equal or better' if gold_ok else 'LOWER'} (within one standard error counts as equal). "
         f"Goal (at least 2x at equal or better gold reward): {'met' if ratio >= 2 and gold_ok else 'NOT met'}.",
@@ -383,7 +407,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1, help="torch threads of each training process")
     parser.add_argument("--our-lr", type=float, default=2e-3, help="learning rate of the course's trainer (LoRA)")
     parser.add_argument("--trl-lr", type=float, default=3e-4, help="learning rate of TRL's trainer (full fine-tuning)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="the first seed")
+    parser.add_argument("--seeds", type=int, default=3, help="how many seeds (--seed, --seed + 1, ...)")
     parser.add_argument("--eval-prompts", type=int, default=256, help="held-out prompts for the gold reward")
     parser.add_argument("--no-write", action="store_true", help="print the results only; leave RESULTS.md alone")
     args = parser.parse_args(argv)
@@ -391,6 +416,8 @@ def main(argv: list[str] | None = None) -> int:
         return run_ours(*args.paths)
     if args.episodes % args.batch_size:
         parser.error("--episodes must be a multiple of --batch-size")
+    if args.seeds < 1:
+        parser.error("--seeds must be at least 1")
 
     wall = time.perf_counter()
     os.environ.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", HF_DATASETS_OFFLINE="1")
@@ -415,24 +442,39 @@ def main(argv: list[str] | None = None) -> int:
                     prompt_ids=tokenizer(train_prompts, add_special_tokens=False)["input_ids"])
     eval_prompts = load_prompts("eval")[: args.eval_prompts]
 
+    seeds = list(range(args.seed, args.seed + args.seeds))
+    settings["seeds"] = seeds
+    runs: dict[str, list[dict]] = {"ours": [], "trl": []}
+    scores: dict[str, list[dict]] = {"ours": [], "trl": []}
     work = Path(tempfile.mkdtemp(prefix="rlhf-vs-trl-"))
-    results = {}
     try:
-        for side in ("ours", "trl"):
-            print(f"training: {side} ...", flush=True)
-            results[side] = train_side(side, settings, work)
-            r = results[side]
-            print(f"  {r['episodes']} episodes in {r['train_seconds']:.1f} s = {r['episodes_per_second']:.2f} "
-                  f"episodes/s ({r['episodes_per_cpu_second']:.2f} per CPU-second), peak RSS "
-                  f"{r['peak_rss_mb']:.0f} MiB", flush=True)
+        # every training process first, every evaluation after: a child process inherits its parent's peak
+        # resident memory (Linux keeps ru_maxrss across fork and exec), so the parent stays small until then
+        for seed in seeds:
+            settings["seed"] = seed
+            for side in ("ours", "trl"):
+                print(f"training: {side}, seed {seed} ...", flush=True)
+                r = train_side(side, settings, work / f"seed{seed}")
+                runs[side].append(r)
+                print(f"  {r['episodes']} episodes in {r['train_seconds']:.1f} s = {r['episodes_per_second']:.2f} "
+                      f"episodes/s ({r['episodes_per_cpu_second']:.2f} per CPU-second), peak RSS "
+                      f"{r['peak_rss_mb']:.0f} MiB", flush=True)
         torch.set_num_threads(args.threads)
+        settings["seed"] = seeds[0]
         evals = {"n_prompts": len(eval_prompts),
                  "sft": evaluate(sft_dir, eval_prompts, settings, reward_dir, sft_dir)}
-        for side in ("ours", "trl"):
-            evals[side] = evaluate(results[side]["policy_dir"], eval_prompts, settings, reward_dir, sft_dir)
-            print(f"  {side}: gold {evals[side]['gold']:.3f} ± {evals[side]['gold_sem']:.3f}, KL {evals[side]['kl']:.2f}")
+        for index, seed in enumerate(seeds):
+            settings["seed"] = seed
+            for side in ("ours", "trl"):
+                scores[side].append(evaluate(runs[side][index]["policy_dir"], eval_prompts, settings, reward_dir,
+                                             sft_dir))
+                print(f"  {side}, seed {seed}: gold {scores[side][-1]['gold']:.3f} ± "
+                      f"{scores[side][-1]['gold_sem']:.3f}, KL {scores[side][-1]['kl']:.2f}", flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    results = {}
+    for side in ("ours", "trl"):
+        results[side], evals[side] = over_seeds(runs[side], scores[side])
     text, ratio = report(settings, results, evals, versions, time.perf_counter() - wall)
     print()
     print(text)
