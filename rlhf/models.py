@@ -12,7 +12,8 @@
 - tokenizer: EOS required; a pad token distinct from EOS is added when missing (phi-2 has
   none; the embedding matrix already has spare rows, and is resized only if needed).
 - LoRA through ``peft`` on phi-2's module names :data:`PHI2_LORA_TARGETS`.
-- ``trust_remote_code`` is never used: phi-2 is supported natively by ``transformers``.
+- no remote code is ever run: phi-2 is supported natively by ``transformers``, so the loaders
+  have no ``trust_remote_code`` argument and pass it as False to ``from_pretrained``.
 - Offline (``HF_HUB_OFFLINE=1``) and not cached: a :class:`ModelNotAvailableError` naming the
   model and the fixes.
 """
@@ -155,12 +156,7 @@ def _align_model(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> 
             model.generation_config.eos_token_id = tokenizer.eos_token_id
 
 
-def _prepare(name, dtype, device, trust_remote_code) -> tuple[str, torch.dtype, torch.device]:
-    if trust_remote_code:
-        raise ValueError(
-            "trust_remote_code=True is refused: the course never runs code downloaded with a model. "
-            "phi-2 and the tiny model are supported natively by transformers; drop the argument."
-        )
+def _prepare(name, dtype, device) -> tuple[str, torch.dtype, torch.device]:
     resolved = resolve_model_name(name)
     _check_available(resolved)
     device = torch.device(device) if device is not None else default_device()
@@ -219,7 +215,6 @@ def load_model(
     dtype: torch.dtype | None = None,
     device: torch.device | str | None = None,
     for_training: bool = False,
-    trust_remote_code: bool = False,
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """Load a causal language model and its tokenizer.
 
@@ -231,13 +226,12 @@ def load_model(
         device: None picks CUDA if available, else CPU.
         for_training: True leaves the model in train mode with its trainable parameters
             requiring gradients; False returns a frozen model in eval mode (dropout off).
-        trust_remote_code: must stay False; True raises ``ValueError``.
 
     Returns:
         (model, tokenizer): an ``AutoModelForCausalLM`` (a ``peft.PeftModel`` with LoRA) on
         ``device``, and its tokenizer with distinct EOS and pad tokens.
     """
-    resolved, dtype, device = _prepare(name, dtype, device, trust_remote_code)
+    resolved, dtype, device = _prepare(name, dtype, device)
     tokenizer = _load_tokenizer(resolved, name)
     model = _from_pretrained(AutoModelForCausalLM, resolved, dtype=dtype)
     _align_model(model, tokenizer)
@@ -252,7 +246,6 @@ def load_reward_model(
     dtype: torch.dtype | None = None,
     device: torch.device | str | None = None,
     for_training: bool = False,
-    trust_remote_code: bool = False,
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """Load a reward model: ``AutoModelForSequenceClassification`` with one output.
 
@@ -260,7 +253,7 @@ def load_reward_model(
         name_or_dir: ``"tiny"`` (the tiny world's cached reward model, built on first use), a
             local directory or a hub id. A causal LM checkpoint gets a new, randomly initialised
             scalar head (the starting point of reward modelling).
-        lora, dtype, device, for_training, trust_remote_code: as in :func:`load_model`.
+        lora, dtype, device, for_training: as in :func:`load_model`.
 
     Returns:
         (model, tokenizer); ``model(**batch).logits`` has shape ``(B, 1)``: the score read at
@@ -270,7 +263,7 @@ def load_reward_model(
         from rlhf.tiny_world import reward_model_dir
 
         name_or_dir = str(reward_model_dir())
-    resolved, dtype, device = _prepare(name_or_dir, dtype, device, trust_remote_code)
+    resolved, dtype, device = _prepare(name_or_dir, dtype, device)
     tokenizer = _load_tokenizer(resolved, name_or_dir)
     model = _from_pretrained(AutoModelForSequenceClassification, resolved, dtype=dtype, num_labels=1)
     if model.config.num_labels != 1:

@@ -86,11 +86,13 @@ def test_lora_accepts_a_config_and_rejects_other_types():
         load_model("tiny", lora="yes")
 
 
-def test_trust_remote_code_is_refused():
-    with pytest.raises(ValueError, match="trust_remote_code"):
-        load_model("tiny", trust_remote_code=True)
-    with pytest.raises(ValueError, match="trust_remote_code"):
-        load_reward_model(str(base_model_dir()), trust_remote_code=True)
+def test_loaders_take_no_remote_code_switch():
+    """There is no way to ask the loaders to run code downloaded with a model."""
+    remote = {"trust_remote_code": True}
+    with pytest.raises(TypeError, match="trust_remote_code"):
+        load_model("tiny", **remote)
+    with pytest.raises(TypeError, match="trust_remote_code"):
+        load_reward_model(str(base_model_dir()), **remote)
 
 
 def test_missing_offline_model_names_the_model_and_the_fix(monkeypatch):
