@@ -55,6 +55,8 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+from machine import cpu_model  # benchmarks/machine.py (this script's own folder is on sys.path)
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 VENV = HERE / ".venv-sb3"
@@ -265,15 +267,7 @@ def versions() -> dict[str, str]:
 
 
 def machine() -> str:
-    model = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{platform.system()} {platform.release()}, {model}, {os.cpu_count()} logical cores"
+    return f"{platform.system()} {platform.release()}, {cpu_model()}, {os.cpu_count()} logical cores"
 
 
 def median(values):
