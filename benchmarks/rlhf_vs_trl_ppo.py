@@ -16,7 +16,10 @@ What it does:
    minibatches and PPO epochs, the same number of episodes and torch threads:
 
    * **ours**: :class:`rlhf.ppo.PPOTrainer` (policy = SFT + LoRA, the reference = the same
-     weights with the adapter off, a value adapter + head; one copy of the base weights);
+     weights with the adapter off; one copy of the base weights), with the critic chosen by
+     ``--value-model`` (default ``reward``: a head on the frozen reward model's hidden states,
+     which scoring computes anyway; ``adapter``: ``PPOConfig``'s default, a value adapter on
+     the shared base);
    * **TRL**: ``trl.experimental.ppo.PPOTrainer`` run by ``benchmarks/trl_ppo_peer.py`` in its
      own environment, set up as TRL documents it: separate policy, reference, reward and value
      models (the value model initialised from the reward model), full fine-tuning.
@@ -29,7 +32,9 @@ What it does:
 
 Steps 3–4 run for each of ``--seeds`` seeds (default 3): a single seed's gold reward varies by
 about ±0.02, as much as the two trainers differ, so the gold comparison uses the mean over seeds
-(± its standard error across seeds) and speeds are averaged over the runs. The whole run takes
+(± its standard error across seeds) and speeds are averaged over the runs. Each policy answers
+every held-out prompt ``--eval-samples`` times (default 4), which halves the sampling noise of
+its gold reward. The whole run takes
 about 4 minutes on 2 CPU cores (``--episodes`` and ``--seeds`` shorten it). Each training
 process runs one torch thread by default (``--threads``), so the two never compete for the cores.
 """
@@ -81,6 +86,7 @@ def default_settings(args: argparse.Namespace) -> dict:
         "clip_coef": 0.2,
         "value_clip_coef": 0.2,
         "vf_coef": 0.1,
+        "value_model": args.value_model,  # ours only (TRL's critic is a full model initialised from the reward model)
         "gae_lambda": 0.95,
         "missing_eos_penalty": 1.0,
         "max_grad_norm": 1.0,
@@ -186,6 +192,7 @@ def run_ours(settings_path: str, result_path: str) -> int:
         clip_coef=settings["clip_coef"],
         value_clip_coef=settings["value_clip_coef"],
         vf_coef=settings["vf_coef"],
+        value_model=settings["value_model"],
         gamma=1.0,
         lam=settings["gae_lambda"],
         temperature=settings["temperature"],
@@ -264,7 +271,8 @@ def train_side(side: str, settings: dict, work: Path) -> dict:
 
 
 def evaluate(policy_dir: str, prompts: list[str], settings: dict, reward_dir: str, reference_dir: str) -> dict:
-    """Gold reward, KL to the SFT policy, proxy reward and length on the held-out prompts."""
+    """Gold reward, KL to the SFT policy, proxy reward and length on the held-out prompts
+    (``settings["eval_samples"]`` samples of each, on independent random numbers)."""
     import torch
 
     from rlhf.baselines import evaluate_policy
@@ -274,7 +282,7 @@ def evaluate(policy_dir: str, prompts: list[str], settings: dict, reward_dir: st
     policy, tokenizer = load_model(policy_dir, device="cpu", dtype=torch.float32)
     reference, _ = load_model(reference_dir, device="cpu", dtype=torch.float32)
     reward, reward_tokenizer = load_reward_model(reward_dir, device="cpu", dtype=torch.float32)
-    result = evaluate_policy(policy, tokenizer, prompts, reference=reference,
+    result = evaluate_policy(policy, tokenizer, list(prompts) * settings["eval_samples"], reference=reference,
                              reward_scorer=RewardScorer(reward, reward_tokenizer, tokenizer),
                              max_new_tokens=settings["response_length"], temperature=settings["temperature"],
                              seed=settings["seed"] + 1000)
@@ -342,7 +350,8 @@ def report(settings: dict, results: dict, evals: dict, versions: dict, wall: flo
         f"{settings['num_mini_batches']} minibatches x {settings['ppo_epochs']} PPO epochs, "
         f"{settings['total_episodes']} episodes, temperature {settings['temperature']}, KL coefficient "
         f"{settings['kl_coef']}, seeds {', '.join(map(str, settings['seeds']))} (each trainer once per seed). "
-        f"Gold reward: chapter 8's gold rater on {evals['n_prompts']} held-out prompts, one sample each, averaged "
+        f"Gold reward: chapter 8's gold rater on {evals['n_prompts']} held-out prompts, "
+        f"{settings['eval_samples']} sample(s) each, averaged "
         "over the seeds (± the standard error of that mean across seeds, which includes the sampling error); "
         "speeds and the other columns are means over the seeds; KL to the SFT policy in nats per response; every "
         "trained policy evaluated by the same code (`rlhf.baselines.evaluate_policy`).",
@@ -353,7 +362,8 @@ def report(settings: dict, results: dict, evals: dict, versions: dict, wall: flo
         f"| SFT policy (start) | – | – | – | {evals['sft']['gold']:.3f} ± {evals['sft']['gold_sem']:.3f} | "
         f"{evals['sft']['kl']:.2f} | {evals['sft']['proxy']:.2f} | {evals['sft']['length']:.1f} |",
     ]
-    for key, name in (("ours", "course `rlhf.ppo.PPOTrainer` (LoRA, one shared base)"),
+    critic = {"reward": "critic on the reward model", "adapter": "value adapter"}[settings["value_model"]]
+    for key, name in (("ours", f"course `rlhf.ppo.PPOTrainer` (LoRA, one shared base, {critic})"),
                       ("trl", f"TRL {versions['trl']['trl']} `trl.experimental.ppo.PPOTrainer` (4 full models)")):
         r, e = results[key], evals[key]
         lines.append(f"| {name} | {r['episodes_per_second']:.2f} | {r['episodes_per_cpu_second']:.2f} | "
@@ -375,7 +385,15 @@ def report(settings: dict, results: dict, evals: dict, versions: dict, wall: flo
            f"{settings['learning_rate']:g} was the best of a short sweep over 3e-4, 1e-3 and 2e-3"
            if settings["learning_rate"] != PPOConfig.learning_rate else ", `PPOConfig`'s default")
         + f"), TRL {settings['trl_learning_rate']:g} (every weight; the value model, initialised from the reward "
-        "model, is trained too). Speeds count training only (model loading and "
+        "model, is trained too). "
+        + (f"Critic: ours `PPOConfig(value_model='reward')`, NOT `PPOConfig`'s default "
+           f"`{PPOConfig.value_model!r}`: a linear + MLP head on the frozen reward model's hidden states (which "
+           "scoring computes anyway), starting as its normalised score of each prefix, so the update runs the "
+           "base once per minibatch instead of twice. "
+           if settings["value_model"] != PPOConfig.value_model
+           else f"Critic: ours `PPOConfig`'s default, `value_model={PPOConfig.value_model!r}` (a value adapter on "
+                "the shared base). ")
+        + "Speeds count training only (model loading and "
         "evaluation excluded; ours includes its one-off reward-normalisation sampling); peak RSS is the whole "
         "training process.",
         "",
@@ -400,18 +418,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--response-length", type=int, default=32, help="longest response in tokens")
     parser.add_argument("--threads", type=int, default=1, help="torch threads of each training process")
     parser.add_argument("--our-lr", type=float, default=2e-3, help="learning rate of the course's trainer (LoRA)")
+    parser.add_argument("--value-model", choices=["reward", "adapter"], default="reward",
+                        help="the course trainer's critic, PPOConfig.value_model (its default is 'adapter')")
     parser.add_argument("--trl-lr", type=float, default=3e-4, help="learning rate of TRL's trainer (full fine-tuning)")
     parser.add_argument("--seed", type=int, default=0, help="the first seed")
     parser.add_argument("--seeds", type=int, default=3, help="how many seeds (--seed, --seed + 1, ...)")
     parser.add_argument("--eval-prompts", type=int, default=256, help="held-out prompts for the gold reward")
+    parser.add_argument("--eval-samples", type=int, default=4, help="samples per held-out prompt")
     parser.add_argument("--no-write", action="store_true", help="print the results only; leave RESULTS.md alone")
     args = parser.parse_args(argv)
     if args.worker == "ours":
         return run_ours(*args.paths)
     if args.episodes % args.batch_size:
         parser.error("--episodes must be a multiple of --batch-size")
-    if args.seeds < 1:
-        parser.error("--seeds must be at least 1")
+    if args.seeds < 1 or args.eval_samples < 1:
+        parser.error("--seeds and --eval-samples must be at least 1")
 
     wall = time.perf_counter()
     os.environ.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", HF_DATASETS_OFFLINE="1")
@@ -435,6 +456,7 @@ def main(argv: list[str] | None = None) -> int:
     settings.update(policy_dir=sft_dir, reward_dir=reward_dir, prompts=train_prompts,
                     prompt_ids=tokenizer(train_prompts, add_special_tokens=False)["input_ids"])
     eval_prompts = load_prompts("eval")[: args.eval_prompts]
+    settings["eval_samples"] = args.eval_samples
 
     seeds = list(range(args.seed, args.seed + args.seeds))
     settings["seeds"] = seeds

@@ -58,6 +58,7 @@ def ppo_memory_estimate(
     response_length: int = 48,
     weight_bytes: float = 2.0,
     separate_reward_model: bool = True,
+    value_model: str = "adapter",
 ) -> dict[str, float]:
     """GiB per component of the course's PPO on one GPU (one frozen base shared by policy,
     value and reference; see :mod:`rlhf.value_head`).
@@ -73,6 +74,10 @@ def ppo_memory_estimate(
         weight_bytes: bytes per frozen base weight: 2 (bf16), 1 (8-bit), about 0.5 (4-bit).
         separate_reward_model: the reward model is a second full model of the same size in the
             same dtype (the course's chapter 8 reward model); False: it is not on this GPU.
+        value_model: the critic (``PPOConfig.value_model``): ``"adapter"``, a second adapter
+            whose pass through the base keeps its own activations, or ``"reward"``, a head
+            (linear + an MLP as wide as the hidden size) on the reward model's hidden states: no
+            second adapter and one pass of activations (it needs the reward model on the GPU).
 
     Returns:
         GiB for ``base weights``, ``reward model``, ``LoRA adapters + Adam`` (fp32 weights,
@@ -83,13 +88,21 @@ def ppo_memory_estimate(
     The activations are an estimate: 34 bytes per token, layer and hidden unit for a bf16
     transformer layer whose attention does not store the score matrix (SDPA; Korthikanti et
     al. 2022, "Reducing Activation Recomputation in Large Transformer Models", without dropout
-    masks it is a little less), counted twice because the policy and the value adapter each
-    run the base forward. Generation and the update do not overlap, so the total counts the
-    larger of the KV cache and the update's logits + activations.
+    masks it is a little less), counted twice with the value adapter because the policy and
+    the value adapter each run the base forward. Generation and the update do not overlap, so
+    the total counts the larger of the KV cache and the update's logits + activations.
     """
-    counts = parameter_counts(config, lora_r)
-    adapters = parameter_counts(config, lora_r, POLICY_LORA_TARGETS)["lora"] + counts["lora"]
+    if value_model not in ("adapter", "reward"):
+        raise ValueError(f"value_model must be 'adapter' or 'reward', got {value_model!r}")
+    if value_model == "reward" and not separate_reward_model:
+        raise ValueError("value_model='reward' reads the reward model's hidden states: it needs the reward model "
+                         "on this GPU (separate_reward_model=True)")
     h, layers, vocab = config.hidden_size, config.num_hidden_layers, config.vocab_size
+    counts = parameter_counts(config, lora_r)
+    policy = parameter_counts(config, lora_r, POLICY_LORA_TARGETS)["lora"]
+    # the value adapter and its linear head, or the reward critic's head: linear + MLP (h -> h -> 1)
+    adapters = policy + (counts["lora"] + h + 1 if value_model == "adapter" else (h + 1) + (h * h + h) + (h + 1))
+    passes = 2 if value_model == "adapter" else 1
     seq = prompt_length + response_length
     act_bytes = 2  # bf16 activations
     parts = {
@@ -98,7 +111,7 @@ def ppo_memory_estimate(
         "LoRA adapters + Adam": adapters * 16,
         "KV cache (generation)": 2 * layers * batch_size * seq * h * act_bytes,
         "logits (minibatch)": 3 * minibatch_size * response_length * vocab * 4,
-        "activations (minibatch)": 2 * 34 * layers * minibatch_size * seq * h,
+        "activations (minibatch)": passes * 34 * layers * minibatch_size * seq * h,
     }
     update = parts["logits (minibatch)"] + parts["activations (minibatch)"]
     static = parts["base weights"] + parts["reward model"] + parts["LoRA adapters + Adam"]

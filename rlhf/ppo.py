@@ -61,7 +61,7 @@ from rl_basics.agents.core import (
 )
 from rlhf.models import POLICY_LORA_TARGETS
 from rlhf.ppo_rollout import RewardScorer, left_pad, response_mask, sample_tokens, sampling_uniforms, tokenize_prompts
-from rlhf.value_head import POLICY, PolicyValueModel
+from rlhf.value_head import POLICY, VALUE_MODELS, PolicyValueModel, fuse_gelu
 
 # Independent random streams (see ``sampling_uniforms``).
 _TRAIN_STREAM, _REWARD_STATS_STREAM, _GENERATE_STREAM, _MINIBATCH_STREAM = 0, 1, 2, 3
@@ -93,6 +93,13 @@ class PPOConfig:
     """Value clipping range around the rollout's values (None: unclipped value loss)."""
     vf_coef: float = 0.1
     """Weight of the value loss in the total loss."""
+    value_model: Literal["adapter", "reward"] = "adapter"
+    """The critic (``rlhf.value_head``). ``adapter``: a linear head on the shared base run with
+    its own LoRA adapter; it learns its own features, and costs a second pass through the base
+    for every scored and trained minibatch. ``reward``: the frozen reward model's normalised score
+    of each prefix plus an MLP correction trained on its hidden states (which scoring computes
+    anyway); one pass through the base per minibatch, and the reward model must use the policy's
+    tokenizer and have a ``score`` layer."""
     gamma: float = 1.0
     """Discount over response tokens (1: the reward model judges the whole response)."""
     lam: float = 0.95
@@ -155,13 +162,15 @@ class PPOConfig:
             raise ValueError(f"PPOConfig.kl_estimator must be 'k1' or 'k3', got {self.kl_estimator!r}")
         if self.kl_target is not None and self.kl_target <= 0:
             raise ValueError(f"PPOConfig.kl_target must be > 0 or None, got {self.kl_target}")
+        if self.value_model not in VALUE_MODELS:
+            raise ValueError(f"PPOConfig.value_model must be one of {VALUE_MODELS}, got {self.value_model!r}")
         if self.lr_schedule not in ("linear", "constant"):
             raise ValueError(f"PPOConfig.lr_schedule must be 'linear' or 'constant', got {self.lr_schedule!r}")
         if not self.lora_targets:
             raise ValueError("PPOConfig.lora_targets is empty: name the modules that get LoRA adapters")
 
     def lora_config(self) -> LoraConfig:
-        """The LoRA configuration of both adapters (no LoRA dropout: RL needs deterministic networks)."""
+        """The LoRA configuration of the adapters (no LoRA dropout: RL needs deterministic networks)."""
         return LoraConfig(r=self.lora_r, lora_alpha=self.lora_alpha, lora_dropout=0.0,
                           target_modules=list(self.lora_targets), bias="none")
 
@@ -262,6 +271,8 @@ class Rollout:
     """``[B, R]`` the same under the reference (adapters disabled)."""
     values: Tensor
     """``[B, R]`` value estimates at the time of sampling."""
+    value_features: Tensor | None
+    """``[B, R, H]`` the reward model's hidden states the critic reads (``value_model="reward"``; else None)."""
     scores: Tensor
     """``[B]`` reward-model scores, normalised, EOS penalty applied."""
     stats: dict[str, Tensor]
@@ -333,19 +344,32 @@ class PPOTrainer:
         self.prompts = list(prompts)
         self.prompt_ids = tokenize_prompts(tokenizer, self.prompts, self.max_prompt_length, config.truncate_prompts)
 
+        self.scorer = RewardScorer(reward_model.to(self.accelerator.device), reward_tokenizer, tokenizer)
+        fuse_gelu(reward_model)  # the same function, one kernel (see fuse_gelu)
+        score_layer = getattr(reward_model, "score", None)
+        if config.value_model == "reward":
+            if self.scorer.retokenize:
+                raise ValueError("value_model='reward' reads the reward model's hidden states at the policy's tokens, so "
+                                 "the reward model must use the policy's tokenizer; use value_model='adapter'")
+            if not (isinstance(score_layer, torch.nn.Linear) and score_layer.out_features == 1):
+                raise ValueError("value_model='reward' starts its head from the reward model's `score` layer (a "
+                                 "Linear(hidden_size, 1), as in every *ForSequenceClassification decoder); this reward "
+                                 f"model has {type(score_layer).__name__}: use value_model='adapter'")
         with torch.random.fork_rng(devices=range(torch.cuda.device_count())):
             torch.manual_seed(seed)  # the adapters' random initialisation is part of the run
-            model = PolicyValueModel(policy, config.lora_config())
+            model = PolicyValueModel(policy, config.lora_config(), config.value_model,
+                                     reward_model.config.hidden_size if config.value_model == "reward" else None)
         optimizer = torch.optim.Adam(model.trainable_parameters(), lr=config.learning_rate, eps=config.adam_eps,
                                      fused=True)  # one kernel for all parameters: many small LoRA matrices
         self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
         total = config.total_steps
         schedule = (lambda s: max(0.0, 1.0 - s / total)) if config.lr_schedule == "linear" else (lambda s: 1.0)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, schedule)
-        self.scorer = RewardScorer(reward_model.to(self.accelerator.device), reward_tokenizer, tokenizer)
         self.kl_ctl = KLController(config.kl_coef, config.kl_target, config.kl_horizon)
         self.reward_mean, self.reward_std = 0.0, 1.0
         self.reward_stats_ready = not config.normalize_reward
+        if config.value_model == "reward" and self.reward_stats_ready:
+            self._start_value_head()
         self.step_count = 0
         self.history: dict[str, list[float]] = {}
 
@@ -415,6 +439,12 @@ class PPOTrainer:
         self._check_finite("reward-model score of the reference samples", scores)
         self.reward_mean, self.reward_std = scores.mean().item(), scores.std().clamp_min(1e-6).item()
         self.reward_stats_ready = True
+        if self.config.value_model == "reward":
+            self._start_value_head()
+
+    def _start_value_head(self) -> None:
+        """The reward-model critic's fixed prior: the reward model's normalised score of each prefix."""
+        self.policy_value.value_head.start_from(self.scorer.model.score, self.reward_mean, self.reward_std)
 
     # ------------------------------------------------------------------ 1. rollout
 
@@ -432,15 +462,21 @@ class PPOTrainer:
         input_ids = torch.cat([query_ids, responses], dim=1)
         attention_mask = torch.cat([query_mask, mask], dim=1)
 
+        value_features = None
+        if cfg.value_model == "reward":  # the critic reads the hidden states of the pass that scores the responses
+            raw_scores, value_features = self.scorer.score_with_features(query_ids, query_mask, responses, mask)
+        else:
+            raw_scores = self.scorer(query_ids, query_mask, responses, mask)
+
         # Score every token in minibatch-sized chunks (the shapes the PPO update will use).
         parts: dict[str, list[Tensor]] = {"logprobs": [], "entropy": [], "values": [], "ref_logprobs": []}
         for rows in torch.arange(len(query_ids)).split(self.minibatch_size):
-            logprobs, entropy, values = model(input_ids[rows], attention_mask[rows], R, cfg.temperature)
+            features = None if value_features is None else value_features[rows]
+            logprobs, entropy, values = model(input_ids[rows], attention_mask[rows], R, cfg.temperature, features)
             ref_logprobs, _ = model.response_logprobs(input_ids[rows], attention_mask[rows], R, cfg.temperature, adapter=None)
             for key, value in zip(parts, (logprobs, entropy, values, ref_logprobs)):
                 parts[key].append(value)
         logprobs, entropy, values, ref_logprobs = (torch.cat(parts[k]) for k in parts)
-        raw_scores = self.scorer(query_ids, query_mask, responses, mask)
         for name, value in (("policy log-probs", logprobs), ("reference log-probs", ref_logprobs),
                             ("values", values), ("reward-model score", raw_scores)):
             self._check_finite(name, value)
@@ -464,7 +500,7 @@ class PPOTrainer:
         if self.gold_fn is not None:
             gold = self.gold_fn(self._texts(query_ids, query_mask, responses, mask))
             stats["gold"] = torch.as_tensor(np.asarray(gold, dtype=np.float32), device=scores.device)
-        return Rollout(input_ids, attention_mask, mask, logprobs, ref_logprobs, values, scores, stats)
+        return Rollout(input_ids, attention_mask, mask, logprobs, ref_logprobs, values, value_features, scores, stats)
 
     # ------------------------------------------------------------------ 4. PPO epochs
 
@@ -486,7 +522,9 @@ class PPOTrainer:
             for rows in torch.as_tensor(order).split(self.minibatch_size):
                 rows = rows.to(acc.device)
                 mask = batch.mask[rows]
-                logprobs, _, values = self.model(batch.input_ids[rows], batch.attention_mask[rows], R, cfg.temperature)
+                features = None if batch.value_features is None else batch.value_features[rows]
+                logprobs, _, values = self.model(batch.input_ids[rows], batch.attention_mask[rows], R, cfg.temperature,
+                                                 features)
                 pg_loss, pg_stats = ppo_policy_loss(logprobs, batch.logprobs[rows], advantages[rows], cfg.clip_coef, mask)
                 vf_loss = ppo_value_loss(values, batch.values[rows], returns[rows], cfg.value_clip_coef, mask)
                 loss = pg_loss + cfg.vf_coef * vf_loss
@@ -645,7 +683,7 @@ class PPOTrainer:
         """Write ``<checkpoint_dir>/<name>`` (default ``step-NNNNNN``) and keep the last
         ``keep_checkpoints`` step checkpoints.
 
-        The checkpoint holds the trained weights (both LoRA adapters and the value head),
+        The checkpoint holds the trained weights (the LoRA adapter(s) and the value head),
         optimizer, scheduler, KL coefficient, reward statistics, step, history, config, and
         every process's RNG states; the policy adapter also goes to ``policy_adapter/`` in
         peft's format (``PeftModel.from_pretrained(base, .../policy_adapter/policy)``). It is
@@ -706,6 +744,8 @@ class PPOTrainer:
         self.kl_ctl.value = float(state["kl_coef"])
         self.reward_mean, self.reward_std, self.reward_stats_ready = state["reward_stats"]
         self.history = {k: list(v) for k, v in state["history"].items()}
+        if self.config.value_model == "reward" and self.reward_stats_ready:
+            self._start_value_head()  # the critic's prior is not a trained weight: rebuild it from the statistics
         load_checkpoint(path / f"rng-{self.accelerator.process_index}.pt", restore_rng=True)
 
 

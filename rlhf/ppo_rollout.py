@@ -8,7 +8,8 @@
   responses on one process or on eight, and a resumed run continues the same stream.
 * :func:`response_mask` — which response tokens are real: up to and including the first EOS.
 * :class:`RewardScorer` — the reward model's score of prompt + response at its last real
-  token, re-tokenising the text when the reward model's tokenizer differs from the policy's.
+  token, re-tokenising the text when the reward model's tokenizer differs from the policy's
+  (and, for the reward-model critic, its hidden state after every prefix).
 """
 
 from __future__ import annotations
@@ -205,3 +206,30 @@ class RewardScorer:
         device = self.model.device
         logits = self.model(input_ids=input_ids.to(device), attention_mask=attention_mask.to(device)).logits
         return logits[:, 0].float().to(query_ids.device)
+
+    @torch.no_grad()
+    def score_with_features(
+        self, query_ids: Tensor, query_mask: Tensor, responses: Tensor, mask: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        """The scores ``[B]`` and, from the same forward pass, the reward model's last hidden
+        states ``[B, R, H]`` at the state before each response token: ``features[b, t]`` is
+        read at the last token of "prompt + first t response tokens" (0 on response padding).
+
+        Causal attention makes that hidden state the one the reward model would score the
+        prefix from (PPO's ``value_model="reward"`` critic reads it). Needs the policy's
+        tokenizer: re-tokenised text has other positions.
+        """
+        if self.retokenize:
+            raise ValueError("the reward model's hidden states line up with the policy's tokens only when both use "
+                             "the same tokenizer; this reward model's differs (use PPOConfig(value_model='adapter'))")
+        input_ids, attention_mask = self._inputs(query_ids, query_mask, responses, mask)
+        device = self.model.device
+        out = self.model(input_ids=input_ids.to(device), attention_mask=attention_mask.to(device),
+                         output_hidden_states=True)
+        hidden = out.hidden_states[-1]  # [B, L, H], after the final norm: what the score layer reads
+        # the state before response token t ends at column (prompt length + t - 1) of these left-aligned rows
+        before = query_mask.sum(1, keepdim=True) + torch.arange(responses.shape[1], device=query_mask.device) - 1
+        before = before.clamp(max=hidden.shape[1] - 1).to(device)
+        features = hidden.gather(1, before[..., None].expand(-1, -1, hidden.shape[-1]))
+        features = features * mask.to(device)[..., None]
+        return out.logits[:, 0].float().to(query_ids.device), features.to(query_ids.device)

@@ -3,25 +3,42 @@
 A PPO trainer for a language model needs four networks: the policy, a frozen reference
 (the SFT model) for the KL penalty, a value function, and the reward model. TRL's design
 keeps four full models; for phi-2 (2.8 B parameters, 5.6 GB in bf16) that does not fit on a
-16 GB GPU once activations and optimizer state are added. Here three of them share one
-copy of the base weights, which stay frozen:
+16 GB GPU once activations and optimizer state are added. Here the policy and the reference
+share one copy of the base weights, which stay frozen, and the value function adds no model:
 
 * **policy** = base + LoRA adapter ``"policy"``;
 * **reference** = the same base with every adapter disabled (no second copy: at the start
   of training the policy *is* the reference, because a LoRA adapter starts as a no-op);
-* **value** = base + its own LoRA adapter ``"value"`` + a linear :class:`ValueHead` on the
-  last hidden state.
+* **value** = a :class:`ValueHead` on a last hidden state, from one of two trunks
+  (``value_model``):
 
-Why a separate value adapter rather than a head on the policy's hidden states: the value
-loss would then push the policy's own weights around (its gradients are large and noisy at
-the start), coupling two objectives that PPO treats separately (Huang et al. 2024 found
-separate policy and value networks more stable). Why a zero-initialised head rather than
-one copied from the reward model: the trainer normalises reward-model scores to mean 0 under
-the reference policy's samples and the KL penalty starts at 0, so the expected return of the
-starting policy is 0 at every token: a value of 0 is already right on average, and the value
-adapter spends its capacity on what the reward model does not know (how much each token
-changes the expected final score). Initialising from the reward model instead would need the
-reward model to share the policy's base, which the course's reward model does not.
+  - ``"adapter"`` (the default): the shared base with its own LoRA adapter ``"value"``, and a
+    linear head starting at 0;
+  - ``"reward"``: the frozen reward model, whose hidden states at every prefix the rollout
+    computes anyway when it scores the response; the head is the reward model's own
+    normalised score of the prefix (fixed) plus a trained MLP correction that starts at 0.
+
+Why not a head trained through the policy's hidden states (TRL's older
+``AutoModelForCausalLMWithValueHead``): the value loss would then push the policy's own
+weights around (its gradients are large and noisy at the start), coupling two objectives
+that PPO treats separately (Huang et al. 2024 found separate policy and value networks more
+stable). Both designs here keep the value loss away from the policy and differ in what the
+critic can learn and what it costs:
+
+* the **value adapter** learns its own features: it is the textbook separate critic. Its
+  price is a second pass through the base for every scored and every trained minibatch
+  (forward and backward), a second adapter with its Adam state, and that pass's activations.
+  Its head starts at zero because the trainer normalises reward-model scores to mean 0 under
+  the reference policy's samples and the KL penalty starts at 0: the expected return of the
+  starting policy is 0 at every token, so a value of 0 is already right on average, and the
+  adapter spends its capacity on how much each token changes the expected final score.
+* the **reward-model critic** reads features made for judging text: the reward model's
+  hidden state after "prompt + first t tokens" is what it would score that prefix from, so
+  the critic starts at a sensible ``V(s_t)`` (the idea behind TRL initialising its value
+  model from the reward model) and trains only the correction on top. The update then runs the base
+  once per minibatch instead of twice; the critic cannot shape its features, and it needs
+  the reward model to share the policy's tokenizer (its positions must line up with the
+  policy's tokens).
 
 Dropout is disabled everywhere (policy, value and reference must be deterministic functions
 of their input, or the PPO ratio is not 1 before the first update).
@@ -41,23 +58,44 @@ from transformers.activations import GELUTanh, NewGELUActivation
 
 POLICY = "policy"
 VALUE = "value"
+VALUE_MODELS = ("adapter", "reward")
+"""The value network's trunk: the base with the ``"value"`` adapter, or the frozen reward model."""
 
 
 class ValueHead(nn.Module):
-    """A linear map from a hidden state ``[..., hidden_size]`` to a scalar value ``[...]``.
+    """A map from a hidden state ``[..., hidden_size]`` to a scalar value ``[...]``.
 
-    Weights and bias start at zero, so every value starts at 0 (see the module docstring).
-    The head runs in float32 whatever the base model's dtype.
+    ``V(h) = net(h) + prior(h)``: ``net`` is trained, a linear map or, with ``mlp_width``, a
+    one-hidden-layer MLP ``hidden_size -> mlp_width -> 1`` (GELU); its last layer starts at
+    zero. ``prior`` is a fixed linear map, zero unless :meth:`start_from` sets it to a reward
+    model's normalised score layer; it is a buffer, never trained. So every value starts at 0,
+    or at the reward model's normalised score of the state (see the module docstring). The
+    head runs in float32 whatever the trunk's dtype.
     """
 
-    def __init__(self, hidden_size: int):
+    def __init__(self, hidden_size: int, mlp_width: int | None = None):
         super().__init__()
-        self.linear = nn.Linear(hidden_size, 1)
-        nn.init.zeros_(self.linear.weight)
-        nn.init.zeros_(self.linear.bias)
+        if mlp_width is None:
+            self.net: nn.Module = nn.Linear(hidden_size, 1)
+        else:
+            self.net = nn.Sequential(nn.Linear(hidden_size, mlp_width), nn.GELU(), nn.Linear(mlp_width, 1))
+        last = self.net if mlp_width is None else self.net[-1]
+        nn.init.zeros_(last.weight)
+        nn.init.zeros_(last.bias)
+        self.register_buffer("prior_weight", torch.zeros(hidden_size))
+        self.register_buffer("prior_bias", torch.zeros(()))
 
     def forward(self, hidden: Tensor) -> Tensor:
-        return self.linear(hidden.float()).squeeze(-1)
+        hidden = hidden.float()
+        return self.net(hidden).squeeze(-1) + hidden @ self.prior_weight + self.prior_bias
+
+    @torch.no_grad()
+    def start_from(self, score: nn.Linear, mean: float, std: float) -> None:
+        """Set the prior to ``(score(h) - mean) / std``: a reward model's score layer, normalised
+        as the trainer normalises its scores."""
+        self.prior_weight.copy_(score.weight[0].float() / std)
+        bias = 0.0 if score.bias is None else score.bias[0].float()
+        self.prior_bias.copy_((bias - mean) / std)
 
 
 def disable_dropout(model: nn.Module) -> None:
@@ -129,8 +167,9 @@ def _without_output_layer(lora_config: LoraConfig, model: PreTrainedModel) -> Lo
 
 
 class PolicyValueModel(nn.Module):
-    """Policy (LoRA ``"policy"``), value (LoRA ``"value"`` + :class:`ValueHead`) and reference
-    (adapters disabled) on one frozen causal language model.
+    """Policy (LoRA ``"policy"``), value (:class:`ValueHead` on the base with LoRA ``"value"``,
+    or on the reward model's hidden states) and reference (adapters disabled) on one frozen
+    causal language model.
 
     Sequences are ``[B, L]`` = left-padded prompt ``[B, P]`` followed by a response
     ``[B, R]`` (``L = P + R``). The model scores the response tokens: the log-probability of
@@ -140,19 +179,40 @@ class PolicyValueModel(nn.Module):
     Args:
         base: a causal LM (``PhiForCausalLM`` or any ``AutoModelForCausalLM``); its weights
             are frozen.
-        lora_config: the LoRA configuration of both adapters (``task_type`` ignored). The value
+        lora_config: the LoRA configuration of the adapters (``task_type`` ignored). The value
             adapter leaves out the output layer (``lm_head``) if it is a target: the value
             head reads the last hidden state, so a LoRA there would never be trained.
+        value_model: the critic's trunk (module docstring): ``"adapter"`` (a linear head on
+            the base run with the ``"value"`` adapter) or ``"reward"`` (an MLP head on the reward
+            model's hidden states, passed to :meth:`forward` as ``value_features``, plus the
+            prior that :meth:`ValueHead.start_from` sets).
+        value_features_size: the width of those hidden states (the reward model's
+            ``hidden_size``); ``"reward"`` only.
     """
 
-    def __init__(self, base: PreTrainedModel, lora_config: LoraConfig):
+    def __init__(
+        self,
+        base: PreTrainedModel,
+        lora_config: LoraConfig,
+        value_model: str = "adapter",
+        value_features_size: int | None = None,
+    ):
         super().__init__()
+        if value_model not in VALUE_MODELS:
+            raise ValueError(f"value_model must be one of {VALUE_MODELS}, got {value_model!r}")
+        if (value_model == "reward") != (value_features_size is not None):
+            raise ValueError("value_features_size (the reward model's hidden size) goes with value_model='reward' only")
         for param in base.parameters():
             param.requires_grad_(False)
+        self.value_model = value_model
         self.model: PeftModel = get_peft_model(base, lora_config, adapter_name=POLICY)
-        self.model.add_adapter(VALUE, _without_output_layer(lora_config, base))
-        self.value_head = ValueHead(base.config.hidden_size).to(base.device)
-        # peft switches requires_grad off for whichever adapter is inactive; both adapters are
+        if value_model == "adapter":
+            self.model.add_adapter(VALUE, _without_output_layer(lora_config, base))
+            self.value_head = ValueHead(base.config.hidden_size)
+        else:
+            self.value_head = ValueHead(value_features_size, mlp_width=value_features_size)
+        self.value_head.to(base.device)
+        # peft switches requires_grad off for whichever adapter is inactive; every adapter is
         # trained (in one backward pass), so every adapter switch ends by switching them back on.
         trainable = [(n, p) for n, p in self.named_parameters() if "lora_" in n or n.startswith("value_head.")]
         self.trainable_names = [n for n, _ in trainable]
@@ -166,7 +226,7 @@ class PolicyValueModel(nn.Module):
             param.requires_grad_(True)
 
     def trainable_parameters(self) -> list[nn.Parameter]:
-        """Both LoRA adapters and the value head (the base stays frozen)."""
+        """The LoRA adapter(s) and the value head (the base stays frozen)."""
         return list(self._trainable)
 
     def train(self, mode: bool = True) -> PolicyValueModel:
@@ -187,7 +247,8 @@ class PolicyValueModel(nn.Module):
                 with self.model.disable_adapter():
                     yield self.base
             else:
-                self.model.set_adapter(name)
+                if self.model.active_adapter != name:  # peft's switch walks every module: skip it when it changes nothing
+                    self.model.set_adapter(name)
                 yield self.base
         finally:
             self._set_trainable()
@@ -240,25 +301,46 @@ class PolicyValueModel(nn.Module):
         entropy = -(logp_all.exp() * logp_all).sum(-1)
         return _unpack(logprobs, predicts), _unpack(entropy, predicts)
 
-    def values(self, input_ids: Tensor, attention_mask: Tensor, response_length: int) -> Tensor:
-        """``V(s_t)`` ``[B, R]``: the value of the state before each response token (0 on response padding)."""
-        with self.adapter(VALUE) as lm:
-            hidden, predicts = self._response_hidden(lm, input_ids, attention_mask, response_length)
-        return _unpack(self.value_head(hidden), predicts)
+    def values(
+        self, input_ids: Tensor, attention_mask: Tensor, response_length: int, value_features: Tensor | None = None
+    ) -> Tensor:
+        """``V(s_t)`` ``[B, R]``: the value of the state before each response token (0 on response padding).
+
+        ``value_features`` ``[B, R, H]``: with ``value_model="reward"``, the reward model's
+        hidden states at those states (:meth:`rlhf.ppo_rollout.RewardScorer.score_with_features`);
+        with ``"adapter"``, None (the value adapter's pass computes its own).
+        """
+        if self.value_model == "adapter":
+            if value_features is not None:
+                raise ValueError("value_model='adapter' computes its own features; pass value_features=None")
+            with self.adapter(VALUE) as lm:
+                hidden, predicts = self._response_hidden(lm, input_ids, attention_mask, response_length)
+            return _unpack(self.value_head(hidden), predicts)
+        if value_features is None:
+            raise ValueError("value_model='reward' reads the reward model's hidden states: pass value_features "
+                             "[B, R, H] (RewardScorer.score_with_features)")
+        return self.value_head(value_features) * attention_mask[:, -response_length:]
 
     def forward(
-        self, input_ids: Tensor, attention_mask: Tensor, response_length: int, temperature: float
+        self,
+        input_ids: Tensor,
+        attention_mask: Tensor,
+        response_length: int,
+        temperature: float,
+        value_features: Tensor | None = None,
     ) -> tuple[Tensor, Tensor, Tensor]:
-        """Policy log-probs, policy entropy and values of the response tokens, each ``[B, R]``.
+        """Policy log-probs, policy entropy and values (see :meth:`values`) of the response
+        tokens, each ``[B, R]``.
 
         The one call PPO's update makes (and the one ``DistributedDataParallel`` wraps): it
-        uses every trainable parameter exactly once.
+        uses every trainable parameter exactly once. With the value adapter that is two passes
+        through the base (policy, then value); with the reward-model critic one pass and the head.
         """
         logprobs, entropy = self.response_logprobs(input_ids, attention_mask, response_length, temperature)
-        return logprobs, entropy, self.values(input_ids, attention_mask, response_length)
+        return logprobs, entropy, self.values(input_ids, attention_mask, response_length, value_features)
 
     def trainable_state_dict(self) -> dict[str, Tensor]:
-        """The trained weights only (both LoRA adapters and the value head): what a checkpoint holds."""
+        """The trained weights only (the LoRA adapter(s) and the value head): what a checkpoint holds."""
         return {name: p.detach().clone() for name, p in zip(self.trainable_names, self._trainable)}
 
     def load_trainable_state_dict(self, state: dict[str, Tensor]) -> None:

@@ -31,5 +31,19 @@ def test_estimate_adds_up_and_scales_with_the_minibatch():
     assert small["base weights"] == pytest.approx(2_779_683_840 * 2 / GIB)
     policy = parameter_counts(config, 16, POLICY_LORA_TARGETS)["lora"]
     value = parameter_counts(config, 16, PHI2_LORA_TARGETS)["lora"]
-    assert small["LoRA adapters + Adam"] == pytest.approx((policy + value) * 16 / GIB)
+    assert small["LoRA adapters + Adam"] == pytest.approx((policy + value + 2561) * 16 / GIB)  # + the linear head
     assert ppo_memory_estimate(config, separate_reward_model=False)["reward model"] == 0.0
+
+
+def test_reward_model_critic_has_no_value_adapter_and_one_pass_of_activations():
+    config = phi2_config()
+    adapter, reward = (ppo_memory_estimate(config, minibatch_size=8, value_model=v) for v in ("adapter", "reward"))
+    assert reward["activations (minibatch)"] == pytest.approx(adapter["activations (minibatch)"] / 2)
+    policy = parameter_counts(config, 16, POLICY_LORA_TARGETS)["lora"]
+    head = 2561 + 2560 * 2561 + 2561  # linear + MLP (2560 -> 2560 -> 1)
+    assert reward["LoRA adapters + Adam"] == pytest.approx((policy + head) * 16 / GIB)
+    assert reward["total"] < 15.0 < adapter["total"]  # minibatches of 8 fit a 16 GB GPU with the reward critic
+    with pytest.raises(ValueError, match="needs the reward model"):
+        ppo_memory_estimate(config, value_model="reward", separate_reward_model=False)
+    with pytest.raises(ValueError, match="value_model must be"):
+        ppo_memory_estimate(config, value_model="shared")

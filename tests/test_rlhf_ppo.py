@@ -140,6 +140,7 @@ def test_adaptive_kl_controller_follows_ziegler():
         (dict(kl_target=-1.0), "kl_target"),
         (dict(value_clip_coef=0.0), "value_clip_coef"),
         (dict(lr_schedule="cosine"), "lr_schedule"),
+        (dict(value_model="shared"), r"value_model must be one of \('adapter', 'reward'\), got 'shared'"),
     ],
 )
 def test_config_rejects_bad_values(kwargs, match):
@@ -156,7 +157,7 @@ def test_one_backward_pass_trains_both_adapters_and_the_value_head(tokenizer):
     _, _, values = model(ids, mask, response_length=3, temperature=1.0)
     assert torch.count_nonzero(values) == 0  # zero-initialised head...
     with torch.no_grad():  # ...which passes no gradient to the value adapter until it has learned something
-        model.value_head.linear.weight.normal_()
+        model.value_head.net.weight.normal_()
     logprobs, _, values = model(ids, mask, response_length=3, temperature=1.0)
     (logprobs.sum() + values.sum()).backward()
     params = dict(model.named_parameters())
@@ -164,7 +165,7 @@ def test_one_backward_pass_trains_both_adapters_and_the_value_head(tokenizer):
     assert all(g is not None for g in grads.values())
     for adapter in (POLICY, VALUE):  # LoRA B gets the gradient first (A's is 0 while B = 0)
         assert any(g.abs().sum() > 0 for n, g in grads.items() if f"lora_B.{adapter}." in n), adapter
-    assert grads["value_head.linear.bias"].abs().sum() > 0
+    assert grads["value_head.net.bias"].abs().sum() > 0
     assert all(not p.requires_grad for n, p in params.items() if n not in model.trainable_names)
 
 
@@ -173,6 +174,67 @@ def test_the_output_layer_gets_a_policy_adapter_but_no_value_adapter(tokenizer):
     lm_head = [n for n in model.trainable_names if ".lm_head." in n]
     assert lm_head and all(f".{POLICY}." in n for n in lm_head)
     assert any(f".{VALUE}." in n and ".fc1." in n for n in model.trainable_names)
+
+
+def _scored_batch(tokenizer):
+    """Left-padded prompts and right-padded responses (one ends at EOS, one does not)."""
+    q_ids, q_mask = left_pad([[5, 6, 7], [9, 10, 11, 12, 13]], tokenizer.pad_token_id)
+    responses = torch.tensor([[20, 21, tokenizer.eos_token_id, tokenizer.pad_token_id], [22, 23, 24, 25]])
+    return q_ids, q_mask, responses, response_mask(responses, tokenizer.eos_token_id)
+
+
+def test_reward_model_features_are_its_hidden_states_after_each_prefix(tokenizer):
+    rm = random_reward_model(tokenizer)
+    scorer = RewardScorer(rm, tokenizer, tokenizer)
+    q_ids, q_mask, responses, mask = _scored_batch(tokenizer)
+    scores, features = scorer.score_with_features(q_ids, q_mask, responses, mask)
+    torch.testing.assert_close(scores, scorer(q_ids, q_mask, responses, mask))  # the same pass scores
+    assert features.shape == (2, 4, rm.config.hidden_size)
+    assert torch.count_nonzero(features[0, 3]) == 0  # response padding
+    for b in range(2):
+        prompt = q_ids[b][q_mask[b].bool()]
+        for t in range(int(mask[b].sum())):  # the state before response token t: prompt + t tokens
+            prefix = torch.cat([prompt, responses[b, :t]])[None]
+            with torch.no_grad():
+                alone = rm(input_ids=prefix, attention_mask=torch.ones_like(prefix)).logits[0, 0]
+            torch.testing.assert_close(rm.score(features[b, t])[0], alone, rtol=1e-4, atol=1e-5)
+
+
+def test_reward_critic_starts_at_the_normalised_prefix_score_and_trains_only_its_head(tokenizer):
+    rm = random_reward_model(tokenizer)
+    model = PolicyValueModel(random_policy(tokenizer), PPOConfig(**SMALL).lora_config(), value_model="reward",
+                             value_features_size=rm.config.hidden_size)
+    assert not any(f".{VALUE}." in n for n in model.trainable_names)  # no value adapter
+    q_ids, q_mask, responses, mask = _scored_batch(tokenizer)
+    _, features = RewardScorer(rm, tokenizer, tokenizer).score_with_features(q_ids, q_mask, responses, mask)
+    ids, attention = torch.cat([q_ids, responses], 1), torch.cat([q_mask, mask], 1)
+    model.value_head.start_from(rm.score, mean=0.3, std=2.0)
+    with torch.no_grad():
+        _, _, values = model(ids, attention, 4, 1.0, value_features=features)
+        expected = (rm.score(features).squeeze(-1) - 0.3) / 2.0 * mask
+    torch.testing.assert_close(values, expected)  # the MLP correction starts at 0
+    _, _, values = model(ids, attention, 4, 1.0, value_features=features)
+    values.sum().backward()  # a value loss alone reaches the MLP's last layer and nothing else
+    params = dict(model.named_parameters())
+    for name in model.trainable_names:
+        reached = params[name].grad is not None and params[name].grad.abs().sum() > 0
+        assert reached == (name in ("value_head.net.2.weight", "value_head.net.2.bias")), name
+    assert "value_head.prior_weight" not in model.trainable_names  # the prior is fixed
+    with pytest.raises(ValueError, match="pass value_features"):
+        model(ids, attention, 4, 1.0)
+
+
+def test_reward_critic_needs_the_policys_tokenizer_and_a_score_layer(tokenizer, prompts):
+    other = train_tokenizer(corpus.generate_reviews(200, 1), vocab_size=280, max_length=64)
+    rm = random_reward_model(other)
+    rm.config.pad_token_id = other.pad_token_id
+    config = PPOConfig(**SMALL, value_model="reward")
+    with pytest.warns(UserWarning, match="tokenizer differs"), pytest.raises(ValueError, match="use value_model='adapter'"):
+        PPOTrainer(random_policy(tokenizer), tokenizer, rm, other, prompts, config)
+    headless = random_reward_model(tokenizer)
+    headless.score = torch.nn.Sequential(headless.score)
+    with pytest.raises(ValueError, match="`score` layer .* has Sequential: use value_model='adapter'"):
+        PPOTrainer(random_policy(tokenizer), tokenizer, headless, tokenizer, prompts, config)
 
 
 def test_fuse_gelu_swaps_in_the_same_function():
@@ -297,8 +359,9 @@ def test_pad_token_must_differ_from_eos(tokenizer, prompts):
 # --------------------------------------------------------------------------- the trainer
 
 
-def test_first_step_starts_at_the_reference_with_ratio_exactly_one(tokenizer, prompts):
-    trainer = make_trainer(tokenizer, prompts)
+@pytest.mark.parametrize("value_model", ["adapter", "reward"])
+def test_first_step_starts_at_the_reference_with_ratio_exactly_one(tokenizer, prompts, value_model):
+    trainer = make_trainer(tokenizer, prompts, value_model=value_model)
     metrics = trainer.step()
     assert metrics["kl/k1"] == 0.0 and metrics["kl/k3"] == 0.0  # LoRA starts as a no-op: policy = reference
     assert metrics["ppo/ratio_dev_at_start"] < 1e-6  # rollout and training log-probs agree
@@ -325,15 +388,16 @@ def _trainable(trainer):
     return trainer.policy_value.trainable_state_dict()
 
 
-def test_resume_from_checkpoint_continues_the_same_curve(tokenizer, prompts, tmp_path):
-    straight = make_trainer(tokenizer, prompts)
+@pytest.mark.parametrize("value_model", ["adapter", "reward"])
+def test_resume_from_checkpoint_continues_the_same_curve(tokenizer, prompts, tmp_path, value_model):
+    straight = make_trainer(tokenizer, prompts, value_model=value_model)
     straight.train(4, progress=False)
 
-    first = make_trainer(tokenizer, prompts, checkpoint_dir=tmp_path, checkpoint_every=2)
+    first = make_trainer(tokenizer, prompts, checkpoint_dir=tmp_path, checkpoint_every=2, value_model=value_model)
     first.train(2, progress=False)
     path = latest_checkpoint(tmp_path)
     assert path is not None and path.name == "step-000002"
-    resumed = make_trainer(tokenizer, prompts, checkpoint_dir=tmp_path, checkpoint_every=2)
+    resumed = make_trainer(tokenizer, prompts, checkpoint_dir=tmp_path, checkpoint_every=2, value_model=value_model)
     resumed.load_checkpoint(path)
     resumed.train(2, progress=False)
 
