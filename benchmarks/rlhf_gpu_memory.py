@@ -5,7 +5,9 @@ A randomly initialised ``PhiForCausalLM`` built from phi-2's configuration
 downloaded. The policy, value and reference share its frozen bf16 weights (LoRA adapters on
 top); the reward model is a second random phi-2-shaped ``PhiForSequenceClassification``, as
 chapter 8's reward model is a full model. A random policy rarely emits EOS, so every response
-runs to ``--max-new-tokens``: the worst case for memory and time.
+runs to ``--max-new-tokens``: the worst case for memory and time. Each critic
+(``PPOConfig.value_model``: the value adapter, and the head on the reward model's hidden
+states) is measured in turn, from fresh models.
 
 Usage (needs a CUDA GPU; writes its section of ``benchmarks/RESULTS.md``)::
 
@@ -40,6 +42,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--max-new-tokens", type=int, default=48)
     parser.add_argument("--lora-r", type=int, default=16)
     parser.add_argument("--steps", type=int, default=3, help="timed PPO steps (after one warm-up step)")
+    parser.add_argument("--value-models", nargs="+", choices=["adapter", "reward"], default=["adapter", "reward"],
+                        help="the critics to measure (PPOConfig.value_model)")
     parser.add_argument("--smoke", action="store_true", help="tiny shapes, any device, print only")
     return parser.parse_args(argv)
 
@@ -65,14 +69,15 @@ def build(args: argparse.Namespace):
     return policy, reward, tokenizer, load_prompts("train"), config, dtype
 
 
-def measure(args: argparse.Namespace) -> dict:
+def measure(args: argparse.Namespace, value_model: str) -> dict:
     from rlhf.memory import ppo_memory_estimate
     from rlhf.ppo import PPOConfig, PPOTrainer
 
     policy, reward, tokenizer, prompts, config, dtype = build(args)
     ppo = PPOConfig(batch_size=args.batch_size, num_minibatches=args.num_minibatches, ppo_epochs=args.ppo_epochs,
                     max_new_tokens=args.max_new_tokens, lora_r=args.lora_r, lora_alpha=2 * args.lora_r,
-                    reward_norm_samples=args.batch_size, total_steps=args.steps + 1, learning_rate=1e-5)
+                    reward_norm_samples=args.batch_size, total_steps=args.steps + 1, learning_rate=1e-5,
+                    value_model=value_model)
     trainer = PPOTrainer(policy, tokenizer, reward, tokenizer, prompts, ppo, seed=0)
     cuda = torch.cuda.is_available()
     trainer.compute_reward_statistics()
@@ -91,12 +96,19 @@ def measure(args: argparse.Namespace) -> dict:
     estimate = ppo_memory_estimate(config, lora_r=args.lora_r, batch_size=args.batch_size,
                                    minibatch_size=args.batch_size // args.num_minibatches,
                                    prompt_length=prompt_tokens, response_length=args.max_new_tokens,
-                                   weight_bytes=torch.finfo(dtype).bits / 8)
+                                   weight_bytes=torch.finfo(dtype).bits / 8, value_model=value_model)
+    peak = torch.cuda.max_memory_allocated() / 2**30 if cuda else float("nan")
+    del trainer, policy, reward
+    if cuda:
+        torch.cuda.empty_cache()
     return {
+        "value_model": value_model,
         "device": torch.cuda.get_device_name(0) if cuda else "cpu",
         "dtype": str(dtype).removeprefix("torch."),
-        "peak_gib": torch.cuda.max_memory_allocated() / 2**30 if cuda else float("nan"),
+        "peak_gib": peak,
         "seconds_per_step": statistics.mean(seconds),
+        # every PPO step samples batch x response tokens and trains on them ppo_epochs times
+        "response_tokens_per_second": args.batch_size * metrics["policy/response_length"] / statistics.mean(seconds),
         "response_length": metrics["policy/response_length"],
         "prompt_tokens": prompt_tokens,
         "estimate": estimate,
@@ -104,25 +116,35 @@ def measure(args: argparse.Namespace) -> dict:
     }
 
 
-def section(args: argparse.Namespace, r: dict) -> str:
-    rows = "\n".join(f"| {k} | {v:.2f} |" for k, v in r["estimate"].items())
+def section(args: argparse.Namespace, results: list[dict]) -> str:
+    first = results[0]
+    names = {"adapter": "value adapter (default)", "reward": "critic on the reward model"}
+    header = "| | " + " | ".join(names[r["value_model"]] for r in results) + " |"
+    rule = "|---|" + "---:|" * len(results)
+    row = lambda label, key, fmt: f"| {label} | " + " | ".join(format(r[key], fmt) for r in results) + " |"
+    measured = "\n".join([
+        row("peak GPU memory (GiB, `torch.cuda.max_memory_allocated`)", "peak_gib", ".2f"),
+        row(f"seconds per PPO step (mean of {args.steps}, after a warm-up step)", "seconds_per_step", ".2f"),
+        row("response tokens per second (sampled and trained on)", "response_tokens_per_second", ".0f"),
+        row("mean response length (tokens)", "response_length", ".1f"),
+    ])
+    estimates = "\n".join(f"| {part} | " + " | ".join(f"{r['estimate'][part]:.2f}" for r in results) + " |"
+                          for part in first["estimate"])
     return f"""{BEGIN}
 ## PPO-RLHF at phi-2's size on one GPU (`benchmarks/rlhf_gpu_memory.py`)
 
-Randomly initialised phi-2-shaped policy (LoRA r={args.lora_r} policy and value adapters on one frozen
-{r['dtype']} base, reference = adapters disabled) and a second phi-2-shaped reward model; batch
-{args.batch_size} prompts (up to {r['prompt_tokens']} tokens), {args.max_new_tokens} new tokens, {args.num_minibatches} minibatches x
-{args.ppo_epochs} epochs. {r['device']}, {r['versions']}.
+Randomly initialised phi-2-shaped policy (LoRA r={args.lora_r} adapters on one frozen {first['dtype']} base,
+reference = adapters disabled) and a second phi-2-shaped reward model, with each critic in turn; batch
+{args.batch_size} prompts (up to {first['prompt_tokens']} tokens), {args.max_new_tokens} new tokens, {args.num_minibatches} minibatches x
+{args.ppo_epochs} epochs. {first['device']}, {first['versions']}.
 
-| measured | value |
-|---|---|
-| peak GPU memory (GiB, `torch.cuda.max_memory_allocated`) | {r['peak_gib']:.2f} |
-| seconds per PPO step (mean of {args.steps}, after a warm-up step) | {r['seconds_per_step']:.2f} |
-| mean response length (tokens) | {r['response_length']:.1f} |
+{header}
+{rule}
+{measured}
 
-| estimate (`rlhf.memory.ppo_memory_estimate`, GiB) | value |
-|---|---|
-{rows}
+| estimate (`rlhf.memory.ppo_memory_estimate`, GiB) | {" | ".join(names[r["value_model"]] for r in results)} |
+{rule}
+{estimates}
 {END}"""
 
 
@@ -141,8 +163,8 @@ def main(argv: list[str] | None = None) -> int:
               "(torch.cuda.is_available() is False). Run it on a GPU machine, or pass --smoke to check "
               "the script on tiny shapes without recording anything.", file=sys.stderr)
         return 2
-    result = measure(args)
-    text = section(args, result)
+    results = [measure(args, value_model) for value_model in args.value_models]
+    text = section(args, results)
     print(text)
     if not args.smoke:
         write_section(text)

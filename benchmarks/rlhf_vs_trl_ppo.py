@@ -30,12 +30,12 @@ What it does:
 5. Prints the speed ratio and writes its section of ``benchmarks/RESULTS.md`` (between the
    ``rlhf-vs-trl-ppo`` markers; other benchmarks own the rest of the file).
 
-Steps 3–4 run for each of ``--seeds`` seeds (default 3): a single seed's gold reward varies by
+Steps 3–4 run for each of ``--seeds`` seeds (default 6): a single seed's gold reward varies by
 about ±0.02, as much as the two trainers differ, so the gold comparison uses the mean over seeds
 (± its standard error across seeds) and speeds are averaged over the runs. Each policy answers
 every held-out prompt ``--eval-samples`` times (default 4), which halves the sampling noise of
 its gold reward. The whole run takes
-about 4 minutes on 2 CPU cores (``--episodes`` and ``--seeds`` shorten it). Each training
+about 10 minutes on 2 CPU cores (``--episodes``, ``--seeds`` and ``--eval-samples`` shorten it). Each training
 process runs one torch thread by default (``--threads``), so the two never compete for the cores.
 """
 
@@ -387,9 +387,9 @@ def report(settings: dict, results: dict, evals: dict, versions: dict, wall: flo
         + f"), TRL {settings['trl_learning_rate']:g} (every weight; the value model, initialised from the reward "
         "model, is trained too). "
         + (f"Critic: ours `PPOConfig(value_model='reward')`, NOT `PPOConfig`'s default "
-           f"`{PPOConfig.value_model!r}`: a linear + MLP head on the frozen reward model's hidden states (which "
-           "scoring computes anyway), starting as its normalised score of each prefix, so the update runs the "
-           "base once per minibatch instead of twice. "
+           f"`{PPOConfig.value_model!r}`: the frozen reward model's normalised score of each prefix plus an MLP "
+           "correction trained on its hidden states (which scoring computes anyway), so the update runs the base "
+           "once per minibatch instead of twice. "
            if settings["value_model"] != PPOConfig.value_model
            else f"Critic: ours `PPOConfig`'s default, `value_model={PPOConfig.value_model!r}` (a value adapter on "
                 "the shared base). ")
@@ -422,7 +422,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="the course trainer's critic, PPOConfig.value_model (its default is 'adapter')")
     parser.add_argument("--trl-lr", type=float, default=3e-4, help="learning rate of TRL's trainer (full fine-tuning)")
     parser.add_argument("--seed", type=int, default=0, help="the first seed")
-    parser.add_argument("--seeds", type=int, default=3, help="how many seeds (--seed, --seed + 1, ...)")
+    parser.add_argument("--seeds", type=int, default=6, help="how many seeds (--seed, --seed + 1, ...)")
     parser.add_argument("--eval-prompts", type=int, default=256, help="held-out prompts for the gold reward")
     parser.add_argument("--eval-samples", type=int, default=4, help="samples per held-out prompt")
     parser.add_argument("--no-write", action="store_true", help="print the results only; leave RESULTS.md alone")
