@@ -346,8 +346,8 @@ class PPOTrainer:
 
         self.scorer = RewardScorer(reward_model.to(self.accelerator.device), reward_tokenizer, tokenizer)
         fuse_gelu(reward_model)  # the same function, one kernel (see fuse_gelu)
-        score_layer = getattr(reward_model, "score", None)
         if config.value_model == "reward":
+            score_layer = getattr(reward_model, "score", None)
             if self.scorer.retokenize:
                 raise ValueError("value_model='reward' reads the reward model's hidden states at the policy's tokens, so "
                                  "the reward model must use the policy's tokenizer; use value_model='adapter'")
