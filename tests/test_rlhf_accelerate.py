@@ -103,11 +103,22 @@ def test_two_cpu_processes_match_one_and_resume_across_processes(models, tmp_pat
         torch.testing.assert_close(final_two["model"][name], value, rtol=1e-3, atol=1e-5, msg=name)
 
 
+def test_reward_model_critic_under_two_processes_matches_one(models, tmp_path):
+    critic = ("--set", "value_model=reward")  # its head's fixed prior is a buffer, set alike on every process
+    _run(models, tmp_path / "one", 1, "--steps", "2", *critic)
+    _run(models, tmp_path / "two", 2, "--steps", "2", *critic)
+    one, two = _metrics(tmp_path / "one"), _metrics(tmp_path / "two")
+    assert one["kl/k3"][-1] > 1e-4 and one["ppo/value_explained_variance"][0] != 0.0  # moved; the prior explains
+    for key in one:
+        if not key.startswith("time/"):
+            np.testing.assert_allclose(two[key], one[key], rtol=1e-3, atol=1e-5, err_msg=key)
+
+
 def test_cli_config_overrides_are_typed_and_checked():
     assert parse_overrides(["kl_coef=0.1", "kl_target=none", "batch_size=8", "truncate_prompts=true",
-                            "lora_targets=q_proj,v_proj", "kl_estimator=k3"]) == {
+                            "lora_targets=q_proj,v_proj", "kl_estimator=k3", "value_model=reward"]) == {
         "kl_coef": 0.1, "kl_target": None, "batch_size": 8, "truncate_prompts": True,
-        "lora_targets": ("q_proj", "v_proj"), "kl_estimator": "k3"}
+        "lora_targets": ("q_proj", "v_proj"), "kl_estimator": "k3", "value_model": "reward"}
     with pytest.raises(ValueError, match="FIELD=VALUE"):
         parse_overrides(["klcoef=0.1"])
     with pytest.raises(ValueError, match="true or false"):
