@@ -17,6 +17,7 @@ from torch import nn
 from transformers import PhiConfig, PhiForCausalLM
 
 from rlhf.models import PHI2_LORA_TARGETS, POLICY_LORA_TARGETS
+from rlhf.value_head import VALUE_MODELS
 
 GIB = 2**30
 
@@ -76,7 +77,7 @@ def ppo_memory_estimate(
             same dtype (the course's chapter 8 reward model); False: it is not on this GPU.
         value_model: the critic (``PPOConfig.value_model``): ``"adapter"``, a second adapter
             whose pass through the base keeps its own activations, or ``"reward"``, a head
-            (linear + an MLP as wide as the hidden size) on the reward model's hidden states: no
+            (a fixed prior, not trained, + an MLP as wide as the hidden size) on the reward model's hidden states: no
             second adapter and one pass of activations (it needs the reward model on the GPU).
 
     Returns:
@@ -92,16 +93,16 @@ def ppo_memory_estimate(
     the value adapter each run the base forward. Generation and the update do not overlap, so
     the total counts the larger of the KV cache and the update's logits + activations.
     """
-    if value_model not in ("adapter", "reward"):
-        raise ValueError(f"value_model must be 'adapter' or 'reward', got {value_model!r}")
+    if value_model not in VALUE_MODELS:
+        raise ValueError(f"value_model must be one of {VALUE_MODELS}, got {value_model!r}")
     if value_model == "reward" and not separate_reward_model:
         raise ValueError("value_model='reward' reads the reward model's hidden states: it needs the reward model "
                          "on this GPU (separate_reward_model=True)")
     h, layers, vocab = config.hidden_size, config.num_hidden_layers, config.vocab_size
     counts = parameter_counts(config, lora_r)
     policy = parameter_counts(config, lora_r, POLICY_LORA_TARGETS)["lora"]
-    # the value adapter and its linear head, or the reward critic's head: linear + MLP (h -> h -> 1)
-    adapters = policy + (counts["lora"] + h + 1 if value_model == "adapter" else (h + 1) + (h * h + h) + (h + 1))
+    # trained with Adam: the value adapter and its linear head, or the reward critic's MLP (h -> h -> 1; its prior is fixed)
+    adapters = policy + (counts["lora"] + h + 1 if value_model == "adapter" else (h * h + h) + (h + 1))
     passes = 2 if value_model == "adapter" else 1
     seq = prompt_length + response_length
     act_bytes = 2  # bf16 activations
