@@ -152,6 +152,30 @@ def write_jsonl(path: Path, rows: Sequence[dict]) -> None:
     path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
 
 
+def read_jsonl(path: str | Path) -> list[dict]:
+    """The JSON objects of a JSON-lines file, one per non-blank line.
+
+    Raises:
+        ValueError: naming the file, the line number and the expected fields, when a line is not
+            valid JSON or not a JSON object.
+    """
+    rows = []
+    expected = ", ".join(f'"{c}": "..."' for c in REQUIRED_COLUMNS)
+    for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path}, line {number}: not valid JSON ({err.msg} at column {err.colno}). Each line must "
+                             f"be one JSON object such as {{{expected}}}; fix or delete the line.") from None
+        if not isinstance(row, dict):
+            raise ValueError(f"{path}, line {number}: a JSON {type(row).__name__}, not an object. Each line must be "
+                             f"one JSON object such as {{{expected}}}.")
+        rows.append(row)
+    return rows
+
+
 def load_preference_dataset(path: str | Path | None = None, split: str | None = None) -> Dataset:
     """Read a preference JSON-lines file as a ``datasets.Dataset``.
 
@@ -163,7 +187,7 @@ def load_preference_dataset(path: str | Path | None = None, split: str | None = 
         from rlhf.tiny_world import preference_dataset_path
 
         path = preference_dataset_path()
-    rows = [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
+    rows = read_jsonl(path)
     if split is not None:
         if split not in {r.get("split") for r in rows}:
             raise ValueError(f"no rows with split={split!r} in {path}")

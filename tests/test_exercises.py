@@ -7,6 +7,7 @@ run on its own in a namespace holding ``rl_basics.exercises.EXERCISE_GLOBALS``.
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import re
 import subprocess
@@ -17,6 +18,8 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from packaging.requirements import Requirement
+from packaging.version import Version
 
 from rl_basics import checks as rl_checks
 from rl_basics import exercises as ex
@@ -533,7 +536,12 @@ def test_colab_cell_clones_and_installs_without_touching_torch(monkeypatch, tmp_
     assert calls[0] == ["git", "clone", "--depth", "1", ex.REPO_URL, home]
     pin = str(tmp_path / "keep-colab-torch.txt")
     assert calls[1] == [sys.executable, "-m", "pip", "install", "-q", "-c", pin, "-e", home]
-    assert Path(pin).read_text() == f"torch=={torch.__version__}\n"
+    # pip's comparison (PEP 440): "torch==2.14.1" admits the installed "2.14.1+cu130" (a local version label),
+    # and must admit exactly the installed release, whatever its label
+    requirement = Requirement(Path(pin).read_text().strip())
+    assert requirement.name == "torch"
+    assert requirement.specifier.contains(Version(torch.__version__), prereleases=True)
+    assert not requirement.specifier.contains(Version(f"{Version(torch.__version__).base_version}.post1"))
     assert sys.path[0] == home
 
 
@@ -543,7 +551,7 @@ def test_course_dependencies_keep_the_installed_torch(tmp_path):
     tomllib = pytest.importorskip("tomllib", reason="tomllib needs Python 3.11")
     deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
     pin = tmp_path / "pin.txt"
-    pin.write_text(f"torch=={torch.__version__}\n")
+    pin.write_text(f"torch=={importlib.metadata.version('torch')}\n")  # as the Colab cell writes it
     report = tmp_path / "report.json"
     done = subprocess.run([sys.executable, "-m", "pip", "install", "--dry-run", "--no-index", "-q", "-c", str(pin),
                            "--report", str(report), *deps], capture_output=True, text=True, timeout=120)

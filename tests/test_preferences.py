@@ -1,5 +1,7 @@
 """Preference data: labelling with the annotator, TRL format, validation of bad input."""
 
+import json
+
 import numpy as np
 import pytest
 from datasets import Dataset
@@ -119,6 +121,17 @@ def test_jsonl_round_trip_and_split_filter(tmp_path):
         load_preference_dataset(path, split="test")
     write_jsonl(path, [{"prompt": "x", "chosen": "y"}])
     with pytest.raises(ValueError, match="lacks column"):
+        load_preference_dataset(path)
+
+
+def test_malformed_jsonl_line_names_file_line_and_fields(tmp_path):
+    path = tmp_path / "prefs.jsonl"
+    good = json.dumps(GOOD)
+    path.write_text(f"{good}\n\n{good[:-5]}\n{good}\n", encoding="utf-8")  # line 3 is cut short
+    with pytest.raises(ValueError, match=r"prefs\.jsonl, line 3: not valid JSON .*\"prompt\".*\"chosen\".*\"rejected\""):
+        load_preference_dataset(path)
+    path.write_text(f"{good}\n[1, 2]\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"line 2: a JSON list, not an object"):
         load_preference_dataset(path)
 
 

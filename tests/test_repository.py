@@ -38,13 +38,27 @@ def test_notebook_opens_with_goals_and_ends_with_summary(path):
     assert "summary" in tail and "next" in tail, f"{path.name}: the notebook must end with a summary and what comes next"
 
 
-def test_ci_runs_the_readme_test_command():
+def _readme_command(marker: str) -> str:
     readme = (ROOT / "README.md").read_text()
-    match = re.search(r"<!-- test-command -->\s*```(?:bash|sh)?\s*\n(.+?)\n```", readme, re.S)
-    assert match, "README.md must show the test command in a code block right after <!-- test-command -->"
-    command = match.group(1).strip()
+    match = re.search(rf"<!-- {marker} -->\s*```(?:bash|sh)?\s*\n(.+?)\n```", readme, re.S)
+    assert match, f"README.md must show a command in a code block right after <!-- {marker} -->"
+    return match.group(1).strip()
+
+
+@pytest.mark.parametrize("marker", ["setup-command", "test-command", "second-torch-command"])
+def test_ci_runs_the_readme_commands_verbatim(marker):
+    command = _readme_command(marker)
     ci = (ROOT / ".ci" / "run").read_text()
-    assert command in ci.splitlines(), f"`.ci/run` must run the README's test command verbatim: {command!r}"
+    assert command in ci.splitlines(), f"`.ci/run` must run the README's {marker} verbatim: {command!r}"
+
+
+def test_ci_installs_nothing_the_readme_does_not_show():
+    """Every line of `.ci/run` that runs pip is one of the README's commands: a green CI must not
+    rest on an install step a newcomer never sees."""
+    readme_commands = {_readme_command(m) for m in ("setup-command", "test-command", "second-torch-command")}
+    ci_lines = [line.strip() for line in (ROOT / ".ci" / "run").read_text().splitlines()]
+    installs = [line for line in ci_lines if not line.startswith("#") and re.search(r"\bpip\b", line)]
+    assert installs and all(line in readme_commands for line in installs), installs
 
 
 def test_every_notebook_is_in_the_course_map():

@@ -168,7 +168,10 @@ def ppo_policy_loss(
     """PPO's clipped surrogate objective, as a loss to minimise.
 
     ``loss = mean(max(-A * ratio, -A * clip(ratio, 1 - eps, 1 + eps)))`` with
-    ``ratio = exp(logp_new - logp_old)``, averaged over the valid entries of ``mask``.
+    ``ratio = exp(logp_new - logp_old)``, averaged over the valid entries of ``mask``. Where the two
+    terms are equal (every ratio inside ``[1 - eps, 1 + eps]``, including its edges) the gradient is
+    the unclipped term's, ``-A * ratio * d log pi``: the objective's one-sided derivative from inside
+    the trust region, the same on every torch release.
 
     Returns:
         ``(loss, stats)``; ``stats`` holds detached 0-dim tensors: ``approx_kl`` (the k3
@@ -181,7 +184,10 @@ def ppo_policy_loss(
     ratio = torch.exp(log_ratio)
     unclipped = -advantages * ratio
     clipped = -advantages * torch.clamp(ratio, 1.0 - clip_coef, 1.0 + clip_coef)
-    loss = masked_mean(torch.maximum(unclipped, clipped), mask)
+    # At a tie (inside the clip range, or exactly on its edge) take the unclipped term, so the gradient
+    # is the policy gradient there on every torch: torch.maximum splits a tie's gradient in half, and
+    # torch.clamp's gradient exactly on a bound is 1 on some releases and 0 on others.
+    loss = masked_mean(torch.where(unclipped >= clipped, unclipped, clipped), mask)
     with torch.no_grad():
         stats = {
             "approx_kl": masked_mean((ratio - 1.0) - log_ratio, mask),
