@@ -6,7 +6,7 @@ TRL removed ``PPOTrainer`` after 1.12.0, and the course itself uses a newer TRL.
 
 It imports nothing from the course. The orchestrator hands it a JSON settings file (model
 directories, tokenised prompts, batch size, response length, PPO epochs, ...) and gets back
-a JSON result (training wall-clock, episodes per second, peak resident memory, versions);
+a JSON result (training wall-clock, episodes per second, peak resident and GPU memory, versions);
 the trained policy is saved with ``save_pretrained`` so the orchestrator can rate it with
 the course's gold rater exactly as it rates the course's own PPO policy.
 
@@ -65,7 +65,7 @@ def main(settings_path: str, result_path: str) -> int:
     tokenizer.padding_side = "left"  # TRL's PPOTrainer expects left-padded queries
     if tokenizer.pad_token_id is None or tokenizer.pad_token_id == tokenizer.eos_token_id:
         raise ValueError("TRL's PPOTrainer needs a pad token distinct from EOS")
-    dtype = torch.float32
+    dtype = getattr(torch, settings.get("dtype", "float32"))  # bfloat16 for the GPU benchmark
     policy = AutoModelForCausalLM.from_pretrained(settings["policy_dir"], dtype=dtype)
     reference = AutoModelForCausalLM.from_pretrained(settings["policy_dir"], dtype=dtype)
     reward = AutoModelForSequenceClassification.from_pretrained(settings["reward_dir"], num_labels=1, dtype=dtype)
@@ -103,7 +103,7 @@ def main(settings_path: str, result_path: str) -> int:
         save_strategy="no",
         logging_steps=1,
         disable_tqdm=True,
-        bf16=False,
+        bf16=dtype == torch.bfloat16,
         fp16=False,
         gradient_checkpointing=False,
         use_cpu=not torch.cuda.is_available(),
@@ -137,6 +137,7 @@ def main(settings_path: str, result_path: str) -> int:
         "episodes_per_cpu_second": episodes / cpu,
         "peak_rss_mb": peak_rss_mb(),
         "peak_rss_mb_before_training": rss_before,
+        "peak_gpu_gib": torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else None,
         "policy_dir": policy_dir,
         "proxy_score_first": history[0]["objective/scores"] if history else None,
         "proxy_score_last": history[-1]["objective/scores"] if history else None,
