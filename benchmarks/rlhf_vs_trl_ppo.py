@@ -448,7 +448,8 @@ def main(argv: list[str] | None = None) -> int:
     versions = {"trl": ensure_peer_env(),
                 "ours": {"torch": torch.__version__, "transformers": transformers.__version__,
                          "trl": trl.__version__, "peft": peft.__version__}}
-    from rlhf.tiny_world import load_prompts, reward_model_dir, sft_model_dir
+    from rlhf.stages import reward_model_dir, sft_model_dir
+    from rlhf.tiny_world import load_prompts
 
     sft_dir, reward_dir = str(sft_model_dir()), str(reward_model_dir())
     settings = default_settings(args)

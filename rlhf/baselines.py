@@ -38,11 +38,11 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from peft import LoraConfig, PeftModel
+from peft import PeftModel
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, TrainerCallback
 from transformers.trainer_callback import PrinterCallback
 
-from rlhf.models import PHI2_LORA_TARGETS
+from rlhf.models import PHI2_LORA_TARGETS, default_lora_config
 from rlhf.ppo_rollout import RewardScorer, left_pad, response_mask, sample_tokens, sampling_uniforms, tokenize_prompts
 from rlhf.value_head import position_ids_from_mask
 
@@ -350,11 +350,6 @@ class GoldReward(_TRLReward):
 # --------------------------------------------------------------------------- settings
 
 
-def _lora_config(r: int, alpha: float, targets: Sequence[str]) -> LoraConfig:
-    return LoraConfig(r=r, lora_alpha=alpha, lora_dropout=0.0, target_modules=list(targets), bias="none",
-                      task_type="CAUSAL_LM")
-
-
 @dataclass
 class DPOSettings:
     """DPO on chapter 8's preference pairs (TRL ``DPOConfig`` underneath)."""
@@ -554,7 +549,8 @@ def _train_trl(trainer_class: type, model: PreTrainedModel, settings: DPOSetting
                tracker: _Progress, **kwargs: Any) -> tuple[PreTrainedModel, list[dict], float]:
     """Build ``trainer_class(model=model, **kwargs)`` (LoRA per ``settings``), train it quietly;
     returns ``(trained model in eval mode, TRL's log, training seconds without evaluations)``."""
-    peft_config = _lora_config(settings.lora_r, settings.lora_alpha, settings.lora_targets) if settings.lora else None
+    peft_config = (default_lora_config(settings.lora_r, settings.lora_alpha, targets=settings.lora_targets)
+                   if settings.lora else None)
     with _quiet():
         warnings.simplefilter("ignore")
         trainer = trainer_class(model=model, peft_config=peft_config, callbacks=[tracker], **kwargs)
@@ -600,7 +596,7 @@ def train_dpo(
         policy: the SFT policy (copied first unless ``copy_policy=False``); it is also the reference.
         tokenizer: its tokenizer.
         preferences: a ``datasets.Dataset`` or a JSON-lines path with ``prompt``, ``chosen``
-            and ``rejected`` columns (chapter 8's :func:`rlhf.tiny_world.preference_dataset_path`);
+            and ``rejected`` columns (chapter 8's :func:`rlhf.stages.preference_dataset_path`);
             ``chosen``/``rejected`` are responses to ``prompt``, without the prompt.
         settings: :class:`DPOSettings`.
         seed: seeds TRL (initialisation of the adapter, data order).
@@ -648,7 +644,7 @@ def _load_preferences(preferences):
         return preferences
     path = Path(preferences)
     if not path.is_file():
-        raise FileNotFoundError(f"no preference data at {path}; build it with rlhf.tiny_world.preference_dataset_path()")
+        raise FileNotFoundError(f"no preference data at {path}; build it with rlhf.stages.preference_dataset_path()")
     data = Dataset.from_json(str(path))
     missing = {"prompt", "chosen", "rejected"} - set(data.column_names)
     if missing:

@@ -6,18 +6,22 @@ SFT -> preference data -> reward model -> PPO, on the tiny world by default::
     rlhf-pipeline --model microsoft/phi-2          # phi-2 (LoRA everywhere), on a GPU
     python -m rlhf.cli --steps 20 --set kl_coef=0.1 --set learning_rate=1e-4
 
-The first three stages are cached (the tiny world's in ``data/cache/``, shared with the
-notebooks; another model's under ``--output-dir``), so a second run goes straight to PPO.
-PPO writes ``<output-dir>/ppo/metrics.csv`` and TensorBoard logs
-(``tensorboard --logdir <output-dir>/ppo``), checkpoints every ``--checkpoint-every`` steps
-to ``<output-dir>/ppo/checkpoints/`` and, with ``--resume``, continues from the latest one.
+Every setting comes from the model's preset (:mod:`rlhf.presets`: ``tiny``, or ``phi-2`` for
+phi-2 and any other hub model); ``--set`` overrides single PPO fields. The first three stages are
+cached by :mod:`rlhf.stages` (keyed by settings and code, so a fix rebuilds them), so a second run
+goes straight to PPO. PPO writes ``<output-dir>/ppo/metrics.csv`` and TensorBoard logs
+(``tensorboard --logdir <output-dir>/ppo``), checkpoints every ``--checkpoint-every`` steps to
+``<output-dir>/ppo/checkpoints/`` and, with ``--resume``, continues from the latest one. Ctrl-C
+(SIGINT) or SIGTERM (a scheduler, a closed session) stops at the end of the current step and saves
+a checkpoint first; ``--resume`` picks it up.
 
-Several processes or GPUs: build the stages once with one process (``--stages-only``
-prints their directories), then run PPO under ``accelerate`` with the same global batch::
+Several processes or GPUs: build the stages once with one process (``--stages-only`` prints their
+directories), then run PPO under ``accelerate`` with the same global batch::
 
     accelerate launch --multi_gpu --num_processes 2 -m rlhf.cli --policy SFT_DIR --reward-model RM_DIR
 
-(on a machine without GPUs that starts two CPU processes talking over gloo).
+The preset is read from the SFT stage's record, so the launch runs with the same settings as the
+stages (on a machine without GPUs it starts two CPU processes talking over gloo).
 """
 
 from __future__ import annotations
@@ -31,12 +35,7 @@ import sys
 import typing
 from pathlib import Path
 
-from rlhf.models import PHI2, resolve_model_name
-
-PHI2_PPO_SETTINGS = {"batch_size": 32, "num_minibatches": 8, "learning_rate": 2e-5, "max_new_tokens": 48,
-                     "max_prompt_length": 64, "total_steps": 200}
-"""Starting PPO settings for phi-2 on one 16 GB GPU (LoRA rank 16 on the shared base; see notebook 09)."""
-
+from rlhf.models import PHI2
 
 def parse_overrides(pairs: list[str]) -> dict[str, object]:
     """``["kl_coef=0.1", "kl_target=none"]`` -> typed ``PPOConfig`` field values."""
@@ -70,9 +69,10 @@ def parse_overrides(pairs: list[str]) -> dict[str, object]:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rlhf-pipeline", description=__doc__.split("\n\n")[1],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="tiny",
-                        help=f"the base causal LM: 'tiny' (default), a hub id such as {PHI2}, or a local directory")
-    parser.add_argument("--output-dir", type=Path, default=Path("runs/rlhf"), help="where PPO (and non-tiny stages) write")
+    parser.add_argument("--model", default=None,
+                        help=f"the base causal LM: 'tiny', a hub id such as {PHI2}, or a local directory; it picks the "
+                             "preset (rlhf.presets). Default: the preset recorded in --policy's stage, else 'tiny'")
+    parser.add_argument("--output-dir", type=Path, default=Path("runs/rlhf"), help="where PPO writes")
     parser.add_argument("--policy", type=Path, help="start PPO from this SFT model directory (skips the SFT stage)")
     parser.add_argument("--reward-model", type=Path, help="use this reward model directory (skips preferences and reward stages)")
     parser.add_argument("--prompts", type=Path, help="PPO prompts, one per line (default: the tiny world's training prompts)")
@@ -89,39 +89,74 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def build_stages(model: str, output_dir: Path) -> tuple[Path, Path]:
-    """SFT model and reward model directories for ``model``, built if missing.
+def choose_preset(model: str | None, policy: Path | None):
+    """The preset of this run: ``--model``'s, else the one recorded in ``--policy``'s stage, else ``tiny``.
 
-    The tiny world's stages are the shared cached ones of :mod:`rlhf.tiny_world`; another
-    model's are built with LoRA under ``output_dir`` with the same prompts, annotator and
-    gold rater.
+    Raises:
+        SystemExit: when ``--model`` and the policy's stage name different presets.
     """
-    from rlhf import tiny_world
+    from rlhf import presets
+    from rlhf.paths import stage_preset
 
-    if model == "tiny":
-        print("SFT model ...", flush=True)
-        sft_dir = tiny_world.sft_model_dir()
-        print(f"  {sft_dir}\npreference data and reward model ...", flush=True)
-        reward_dir = tiny_world.reward_model_dir()
-        print(f"  {reward_dir}", flush=True)
-        return sft_dir, reward_dir
+    recorded = stage_preset(policy) if policy is not None else None
+    if model is None:
+        return presets.for_model(str(policy)) if recorded else presets.tiny()
+    preset = presets.for_model(model)
+    if recorded is not None and recorded != preset.name:
+        raise SystemExit(f"--policy {policy} was built by the {recorded!r} preset but --model {model} selects "
+                         f"{preset.name!r}; drop --model (the policy's preset is used) or pass a matching one")
+    return preset
 
-    from rlhf import preferences, reward, sft
-    from rlhf.paths import cached_artifact
 
-    base = resolve_model_name(model)
-    print(f"SFT of {base} (LoRA, merged) ...", flush=True)
-    sft_settings = sft.SFTSettings(lora=True, learning_rate=2e-4, batch_size=8)
-    sft_dir = cached_artifact(output_dir / "sft", lambda tmp: sft.build_sft_stage(tmp, base, sft_settings))
-    print(f"  {sft_dir}\npreference data ...", flush=True)
-    prefs = cached_artifact(output_dir / "preferences",
-                            lambda tmp: preferences.build_preference_stage(tmp, sft_dir, preferences.PreferenceSettings()))
-    print(f"  {prefs}\nreward model ...", flush=True)
-    reward_settings = reward.RewardSettings(lora=True)
-    reward_dir = cached_artifact(output_dir / "reward", lambda tmp: reward.build_reward_stage(
-        tmp, sft_dir, prefs / "preferences.jsonl", reward_settings))
+def build_stages(preset) -> tuple[Path, Path]:
+    """SFT model and reward model directories of ``preset`` (:mod:`rlhf.stages`), built if missing."""
+    from rlhf import stages
+
+    print(f"preset {preset.name} ({preset.model})\nSFT model ...", flush=True)
+    sft_dir = stages.sft_model_dir(preset)
+    print(f"  {sft_dir}\npreference data and reward model ...", flush=True)
+    reward_dir = stages.reward_model_dir(preset)
     print(f"  {reward_dir}", flush=True)
     return sft_dir, reward_dir
+
+
+class StopRequest:
+    """SIGINT/SIGTERM -> stop at the end of the current PPO step (a checkpoint is saved first).
+
+    The first signal only sets a flag: stopping mid-step would leave a half-updated policy. Every
+    process learns of it at the same step (the flag is summed over processes), so none waits alone
+    in a collective. A second signal stops at once.
+    """
+
+    def __init__(self):
+        import signal
+
+        self.requested = False
+        self._previous = {sig: signal.signal(sig, self._handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    def _handle(self, signum, frame) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        print("\nstop requested: finishing this PPO step, then saving a checkpoint (signal again to stop now)",
+              flush=True)
+
+    def agreed(self, accelerator) -> bool:
+        """Whether any process was asked to stop."""
+        import torch
+
+        flag = torch.tensor([float(self.requested)], device=accelerator.device)
+        return bool(accelerator.reduce(flag, reduction="sum").item() > 0)
+
+    def restore(self) -> None:
+        import signal
+
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+class Stopped(Exception):
+    """Raised from the per-step callback to leave ``train`` at a step boundary."""
 
 
 class MetricsLog:
@@ -160,20 +195,21 @@ class MetricsLog:
             self.accelerator.end_training()
 
 
-def run_ppo(args: argparse.Namespace, sft_dir: Path, reward_dir: Path) -> None:
-    """PPO from ``sft_dir`` against ``reward_dir``: metrics log, checkpoints, a summary line at the end."""
+def run_ppo(args: argparse.Namespace, preset, sft_dir: Path, reward_dir: Path) -> None:
+    """PPO from ``sft_dir`` against ``reward_dir`` with ``preset``'s settings: metrics log, checkpoints
+    (also on SIGINT/SIGTERM), a summary line at the end."""
     import torch
     from accelerate import Accelerator
 
-    from rlhf.gold import GoldRater, GoldRaterConfig
     from rlhf.models import load_model, load_reward_model
-    from rlhf.ppo import PPOConfig, PPOTrainer, latest_checkpoint
+    from rlhf.ppo import PPOTrainer, latest_checkpoint
+    from rlhf.presets import check_policy_preset
 
     out = args.output_dir / "ppo"
     # cpu=True also makes several processes on a machine without GPUs talk over gloo
     accelerator = Accelerator(cpu=args.cpu or not torch.cuda.is_available(), log_with=None if args.no_tensorboard else "tensorboard", project_dir=str(out))
-    defaults = {} if args.model == "tiny" else PHI2_PPO_SETTINGS
-    config = PPOConfig(**{**defaults, "checkpoint_every": args.checkpoint_every, **parse_overrides(args.overrides)})
+    config = preset.ppo_config(checkpoint_every=args.checkpoint_every, **parse_overrides(args.overrides))
+    check_policy_preset(sft_dir, preset)
     device = accelerator.device
     policy, tokenizer = load_model(str(sft_dir), device=device)
     reward_model, reward_tokenizer = load_reward_model(str(reward_dir), device=device)
@@ -183,9 +219,7 @@ def run_ppo(args: argparse.Namespace, sft_dir: Path, reward_dir: Path) -> None:
         from rlhf.tiny_world import load_prompts
 
         prompts = load_prompts("train")
-    gold_fn = None
-    if not args.no_gold:  # phi-2 writes general English: judge it on sentiment, repetition and form only
-        gold_fn = GoldRater(GoldRaterConfig() if args.model == "tiny" else GoldRaterConfig(unseen_weight=0.0)).score
+    gold_fn = None if args.no_gold else preset.gold_rater().score
     trainer = PPOTrainer(policy, tokenizer, reward_model, reward_tokenizer, prompts, config, seed=args.seed,
                          gold_fn=gold_fn, accelerator=accelerator, checkpoint_dir=out / "checkpoints")
     if args.resume:
@@ -201,36 +235,48 @@ def run_ppo(args: argparse.Namespace, sft_dir: Path, reward_dir: Path) -> None:
                                                      "policy": str(sft_dir), "reward_model": str(reward_dir),
                                                      "num_processes": accelerator.num_processes}, indent=2) + "\n")
     log = MetricsLog(out / "metrics.csv", accelerator, not args.no_tensorboard, trainer.history)
+    stop = StopRequest()
+
+    def after_step(trainer, metrics) -> None:
+        log(trainer, metrics)
+        if stop.agreed(accelerator):
+            raise Stopped
+
+    steps = args.steps if args.steps is not None else config.total_steps - trainer.step_count
     try:
-        trainer.train(args.steps, progress=True, callback=log)
-        final = trainer.checkpoint_dir / f"step-{trainer.step_count:06d}"
-        if not final.exists():  # the last step may have saved it already
-            trainer.save_checkpoint()
+        trainer.train(steps, progress=True, callback=after_step)
+    except Stopped:
+        path = trainer.save_checkpoint()
+        accelerator.print(f"stopped at step {trainer.step_count}; checkpoint {path}; continue with --resume")
+        return
     finally:
+        stop.restore()
         log.close()  # (ends the trackers, and with them the process group)
+    final = trainer.checkpoint_dir / f"step-{trainer.step_count:06d}"
+    if not final.exists():  # the last step may have saved it already
+        trainer.save_checkpoint()
     accelerator.print(f"PPO done: {trainer.step_count} steps; metrics in {out / 'metrics.csv'}; final checkpoint {final}")
     last = {k: round(v[-1], 4) for k, v in trainer.history.items() if k.startswith(("reward/", "kl/k1", "policy/response"))}
-    accelerator.print(json.dumps(last))
+    accelerator.print(json.dumps({"preset": config.preset, **last}))
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     parse_overrides(args.overrides)  # fail on a typo before any stage runs
-    if args.model != "tiny":
-        args.model = resolve_model_name(args.model)
+    preset = choose_preset(args.model, args.policy)
     if args.policy is None or args.reward_model is None:
         if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # set by accelerate launch / torchrun
             raise SystemExit(
                 "several processes: build the stages first with one process (`rlhf-pipeline --stages-only "
-                f"--model {args.model}`), then pass --policy and --reward-model to the accelerate launch"
+                f"--model {preset.model}`), then pass --policy and --reward-model to the accelerate launch"
             )
-        sft_dir, reward_dir = build_stages(args.model, args.output_dir)
+        sft_dir, reward_dir = build_stages(preset)
     sft_dir = args.policy or sft_dir
     reward_dir = args.reward_model or reward_dir
     if args.stages_only:
-        print(json.dumps({"policy": str(sft_dir), "reward_model": str(reward_dir)}))
+        print(json.dumps({"preset": preset.name, "policy": str(sft_dir), "reward_model": str(reward_dir)}))
         return 0
-    run_ppo(args, sft_dir, reward_dir)
+    run_ppo(args, preset, sft_dir, reward_dir)
     return 0
 
 

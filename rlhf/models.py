@@ -6,9 +6,15 @@
   hub id such as ``"microsoft/phi-2"``. ``"auto"`` reads ``$RL_COURSE_MODEL`` if set, and
   otherwise picks phi-2 on a CUDA GPU with at least 14 GiB of memory, the tiny model elsewhere —
   so one setting switches every notebook between the two.
-- dtype: bf16 on GPUs that support it, fp32 otherwise (CPU, or older GPUs). Never fp16 by
-  default: phi-2's attention overflows in fp16 (inf/NaN logits) — a known problem of the
-  model; ask for ``dtype=torch.float16`` explicitly and a warning repeats this.
+- dtype policy: bf16 on GPUs with *native* bf16 (compute capability 8.0 or newer: A100, L4,
+  H100, ...); on a GPU without it (a T4, a V100) a **4-bit base** (``bitsandbytes`` NF4, computing
+  in fp32) under fp32 LoRA adapters, since phi-2 in fp32 would not fit 16 GB and bf16 there is
+  emulated (slow); fp32 on the CPU. Never fp16 by default: phi-2's activations overflow in fp16
+  (inf/NaN logits), a known problem of the model; ask for ``dtype=torch.float16`` explicitly
+  and a warning repeats this. ``quantization="4bit"``/``"8bit"`` asks for a quantized base
+  anywhere (CPU included, which is how the tests exercise the T4 path).
+- the output layer (``lm_head``) computes in fp32 when the weights are half precision, so the
+  log-probabilities PPO's ratios are made of are fp32 (:func:`fp32_output_layer`).
 - tokenizer: EOS required; a pad token distinct from EOS is added when missing (phi-2 has
   none; the embedding matrix already has spare rows, and is resized only if needed).
 - LoRA through ``peft`` on phi-2's module names :data:`PHI2_LORA_TARGETS`.
@@ -22,8 +28,11 @@ from __future__ import annotations
 
 import os
 import re
+import tempfile
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Literal
 
 import torch
 from transformers import (
@@ -124,12 +133,69 @@ def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def default_dtype(device: torch.device | str) -> torch.dtype:
-    """bf16 on a CUDA GPU that supports it, fp32 everywhere else (never fp16: phi-2 overflows)."""
+Quantization = Literal["auto", "4bit", "8bit"] | None
+QUANTIZATIONS = ("auto", "4bit", "8bit", None)
+
+
+def native_bf16(device: torch.device | str) -> bool:
+    """Whether ``device`` is a CUDA GPU with bf16 in hardware (compute capability 8.0 or newer).
+
+    ``torch.cuda.is_bf16_supported()`` also counts emulation (a T4 answers True on current torch)
+    and would pick a slow path there.
+    """
     device = torch.device(device)
-    if device.type == "cuda" and torch.cuda.is_bf16_supported():
-        return torch.bfloat16
-    return torch.float32
+    return device.type == "cuda" and torch.cuda.get_device_capability(device)[0] >= 8
+
+
+def default_dtype(device: torch.device | str) -> torch.dtype:
+    """bf16 on a GPU with native bf16, fp32 everywhere else (never fp16: phi-2 overflows)."""
+    return torch.bfloat16 if native_bf16(device) else torch.float32
+
+
+def default_quantization(device: torch.device | str) -> str | None:
+    """``"4bit"`` on a CUDA GPU without native bf16 (T4, V100), where a bf16 base would be emulated
+    and an fp32 one would not fit; None (no quantization) elsewhere."""
+    device = torch.device(device)
+    return "4bit" if device.type == "cuda" and not native_bf16(device) else None
+
+
+def _quantization_config(quantization: str | None):
+    """A ``BitsAndBytesConfig``: NF4 with double quantisation (or int8), computing in fp32, the output
+    layer left unquantised; None for no quantization."""
+    if quantization is None:
+        return None
+    try:
+        import bitsandbytes  # noqa: F401
+    except ImportError as err:
+        raise ImportError(f"quantization={quantization!r} needs bitsandbytes: `pip install bitsandbytes` "
+                          "(or pass quantization=None and a dtype that fits your GPU)") from err
+    from transformers import BitsAndBytesConfig
+
+    if quantization == "4bit":
+        return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                                  bnb_4bit_compute_dtype=torch.float32, llm_int8_skip_modules=["lm_head", "score"])
+    return BitsAndBytesConfig(load_in_8bit=True, llm_int8_skip_modules=["lm_head", "score"])
+
+
+def is_quantized(model: torch.nn.Module) -> bool:
+    """Whether ``model`` (or the base under its LoRA adapters) holds a bitsandbytes-quantized base."""
+    return bool(getattr(model, "is_quantized", False) or getattr(getattr(model, "base_model", None), "is_quantized", False)
+                or any(type(m).__name__ in ("Linear4bit", "Linear8bitLt") for m in model.modules()))
+
+
+def fp32_output_layer(model: PreTrainedModel) -> None:
+    """Compute a half-precision causal LM's output layer in fp32 (in place).
+
+    The log-probabilities of PPO's ratio and KL are differences of log-softmaxes over 51,200
+    logits; in bf16 (8 bits of mantissa) each logit is off by up to ~0.4 %, enough to move a
+    ratio that should be exactly 1 at the first minibatch. The weight is kept in fp32 and the
+    final hidden state cast up before it (phi-2: +0.25 GiB).
+    """
+    head = model.get_output_embeddings()
+    if head is None or head.weight.dtype == torch.float32 or head.weight.dtype not in (torch.bfloat16, torch.float16):
+        return
+    head.float()
+    head.register_forward_pre_hook(lambda module, args: tuple(a.float() if torch.is_tensor(a) else a for a in args))
 
 
 def _load_tokenizer(resolved: str, name: str) -> PreTrainedTokenizerBase:
@@ -156,10 +222,22 @@ def _align_model(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> 
             model.generation_config.eos_token_id = tokenizer.eos_token_id
 
 
-def _prepare(name, dtype, device) -> tuple[str, torch.dtype, torch.device]:
+def _prepare(name, dtype, device, quantization) -> tuple[str, torch.dtype, torch.device, dict]:
+    """Resolve the model and the dtype policy; returns ``from_pretrained`` keyword arguments too."""
     resolved = resolve_model_name(name)
     _check_available(resolved)
     device = torch.device(device) if device is not None else default_device()
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())
+    if quantization not in QUANTIZATIONS:
+        raise ValueError(f"quantization must be one of {QUANTIZATIONS}, got {quantization!r}")
+    if quantization == "auto":
+        quantization = default_quantization(device)
+    if quantization is not None:  # the unquantized parts (norms, embeddings, output layer) and LoRA stay fp32
+        if dtype not in (None, torch.float32):
+            raise ValueError(f"a {quantization} base computes in fp32; pass dtype=None (not {dtype})")
+        return resolved, torch.float32, device, {"quantization_config": _quantization_config(quantization),
+                                                  "device_map": {"": device}}
     if dtype is None:
         dtype = default_dtype(device)
     elif not isinstance(dtype, torch.dtype):
@@ -171,7 +249,7 @@ def _prepare(name, dtype, device) -> tuple[str, torch.dtype, torch.device]:
             "a 4/8-bit base (bitsandbytes) with fp32 LoRA adapters is the safer choice.",
             stacklevel=3,
         )
-    return resolved, dtype, device
+    return resolved, dtype, device, {}
 
 
 def _from_pretrained(cls, resolved: str, **kwargs) -> PreTrainedModel:
@@ -183,12 +261,34 @@ def _from_pretrained(cls, resolved: str, **kwargs) -> PreTrainedModel:
         raise _not_available(resolved, f"loading failed ({err})") from err
 
 
-def default_lora_config(r: int = 16, alpha: int = 32, task_type: str = "CAUSAL_LM"):
-    """LoRA on all of phi-2's linear layers (:data:`PHI2_LORA_TARGETS`), no dropout (RL needs it off)."""
+def default_lora_config(r: int = 16, alpha: float = 32, task_type: str | None = "CAUSAL_LM",
+                        targets: Sequence[str] | None = None):
+    """LoRA of rank ``r`` on ``targets`` (default: all of phi-2's linear layers, :data:`PHI2_LORA_TARGETS`),
+    no dropout (RL needs deterministic networks). The one builder of the course's LoRA configurations."""
     from peft import LoraConfig
 
     return LoraConfig(r=r, lora_alpha=alpha, lora_dropout=0.0, bias="none",
-                      target_modules=list(PHI2_LORA_TARGETS), task_type=task_type)
+                      target_modules=list(targets or PHI2_LORA_TARGETS), task_type=task_type)
+
+
+def merged(model, base: str) -> PreTrainedModel:
+    """``model`` (a ``PeftModel`` on ``base``) with its LoRA adapter merged into the weights, for saving.
+
+    A quantized base cannot take a merge without rounding the adapter away, so then the adapter
+    (and any trained head) is re-applied to a bf16 copy of ``base`` on the CPU and merged there:
+    the saved stage is a full-precision model, quantized again when it is next loaded on a T4.
+    """
+    if not is_quantized(model):
+        return model.merge_and_unload()
+    from peft import PeftModel
+
+    reward = type(model.get_base_model()).__name__.endswith("ForSequenceClassification")
+    loader = load_reward_model if reward else load_model
+    full, _ = loader(base, dtype=torch.bfloat16, device="cpu", quantization=None)
+    with tempfile.TemporaryDirectory() as tmp:
+        model.save_pretrained(tmp)
+        full = PeftModel.from_pretrained(full, tmp)
+    return full.merge_and_unload()
 
 
 def _finish(model: PreTrainedModel, lora, for_training: bool, task_type: str) -> PreTrainedModel:
@@ -215,6 +315,7 @@ def load_model(
     dtype: torch.dtype | None = None,
     device: torch.device | str | None = None,
     for_training: bool = False,
+    quantization: Quantization = "auto",
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """Load a causal language model and its tokenizer.
 
@@ -226,48 +327,50 @@ def load_model(
         device: None picks CUDA if available, else CPU.
         for_training: True leaves the model in train mode with its trainable parameters
             requiring gradients; False returns a frozen model in eval mode (dropout off).
+        quantization: ``"auto"`` (a 4-bit base on a GPU without native bf16, see
+            :func:`default_quantization`), ``"4bit"``, ``"8bit"`` (bitsandbytes, any device) or None.
 
     Returns:
         (model, tokenizer): an ``AutoModelForCausalLM`` (a ``peft.PeftModel`` with LoRA) on
         ``device``, and its tokenizer with distinct EOS and pad tokens.
     """
-    resolved, dtype, device = _prepare(name, dtype, device)
+    resolved, dtype, device, extra = _prepare(name, dtype, device, quantization)
     tokenizer = _load_tokenizer(resolved, name)
-    model = _from_pretrained(AutoModelForCausalLM, resolved, dtype=dtype)
+    model = _from_pretrained(AutoModelForCausalLM, resolved, dtype=dtype, **extra)
     _align_model(model, tokenizer)
-    model.to(device)
+    if not extra:
+        model.to(device)
+    fp32_output_layer(model)
     return _finish(model, lora, for_training, "CAUSAL_LM"), tokenizer
 
 
 def load_reward_model(
-    name_or_dir: str = "tiny",
+    name_or_dir: str,
     *,
     lora: bool | object = False,
     dtype: torch.dtype | None = None,
     device: torch.device | str | None = None,
     for_training: bool = False,
+    quantization: Quantization = "auto",
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """Load a reward model: ``AutoModelForSequenceClassification`` with one output.
 
     Args:
-        name_or_dir: ``"tiny"`` (the tiny world's cached reward model, built on first use), a
-            local directory or a hub id. A causal LM checkpoint gets a new, randomly initialised
-            scalar head (the starting point of reward modelling).
-        lora, dtype, device, for_training: as in :func:`load_model`.
+        name_or_dir: a local directory (e.g. ``rlhf.stages.reward_model_dir()``, the tiny world's
+            cached reward model) or a hub id. A causal LM checkpoint gets a new, randomly
+            initialised scalar head (the starting point of reward modelling).
+        lora, dtype, device, for_training, quantization: as in :func:`load_model`.
 
     Returns:
         (model, tokenizer); ``model(**batch).logits`` has shape ``(B, 1)``: the score read at
         each row's last non-pad token.
     """
-    if name_or_dir == "tiny":
-        from rlhf.tiny_world import reward_model_dir
-
-        name_or_dir = str(reward_model_dir())
-    resolved, dtype, device = _prepare(name_or_dir, dtype, device)
+    resolved, dtype, device, extra = _prepare(name_or_dir, dtype, device, quantization)
     tokenizer = _load_tokenizer(resolved, name_or_dir)
-    model = _from_pretrained(AutoModelForSequenceClassification, resolved, dtype=dtype, num_labels=1)
+    model = _from_pretrained(AutoModelForSequenceClassification, resolved, dtype=dtype, num_labels=1, **extra)
     if model.config.num_labels != 1:
         raise ValueError(f"{name_or_dir!r} has num_labels={model.config.num_labels}; a reward model needs 1")
     _align_model(model, tokenizer)
-    model.to(device)
+    if not extra:
+        model.to(device)
     return _finish(model, lora, for_training, "SEQ_CLS"), tokenizer

@@ -81,3 +81,35 @@ def cached_artifact(target: Path, build: Callable[[Path], None]) -> Path:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
     return target
+
+
+def stage_preset(stage_dir: str | os.PathLike) -> str | None:
+    """The preset (``"tiny"``, ``"phi-2"``) recorded in a stage directory's ``stage.json``, or None
+    when the directory holds no such record (a model from elsewhere)."""
+    import json
+
+    record = Path(stage_dir) / "stage.json"
+    if not record.is_file():
+        return None
+    return json.loads(record.read_text()).get("preset")
+
+
+COLAB_DRIVE = Path("/content/drive/MyDrive")
+"""Where Google Drive is mounted on Colab (``from google.colab import drive; drive.mount("/content/drive")``)."""
+
+
+def runs_dir() -> Path:
+    """Where training runs keep their checkpoints, so that a re-run resumes instead of starting over.
+
+    First match wins: ``$RL_COURSE_RUNS``; on Colab with Google Drive mounted,
+    ``MyDrive/rl-course/runs`` (it survives a disconnect, the Colab disk does not); else
+    ``<data>/runs``. Created if missing.
+    """
+    if os.environ.get("RL_COURSE_RUNS"):
+        path = Path(os.environ["RL_COURSE_RUNS"]).expanduser()
+    elif COLAB_DRIVE.is_dir():
+        path = COLAB_DRIVE / "rl-course" / "runs"
+    else:
+        path = data_dir() / "runs"
+    path.mkdir(parents=True, exist_ok=True)
+    return path

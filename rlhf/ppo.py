@@ -32,6 +32,7 @@ global batch) and a run resumed from a checkpoint continues the same curve.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import math
 import os
 import shutil
@@ -59,7 +60,8 @@ from rl_basics.agents.core import (
     progress_bar,
     save_checkpoint,
 )
-from rlhf.models import POLICY_LORA_TARGETS
+from rlhf.models import POLICY_LORA_TARGETS, default_lora_config
+from rlhf.paths import stage_preset
 from rlhf.ppo_rollout import RewardScorer, left_pad, response_mask, sample_tokens, sampling_uniforms, tokenize_prompts
 from rlhf.value_head import POLICY, VALUE_MODELS, PolicyValueModel, fuse_gelu
 
@@ -133,6 +135,9 @@ class PPOConfig:
     lora_targets: tuple[str, ...] = POLICY_LORA_TARGETS
     """Module names that get LoRA adapters: phi-2's attention and MLP projections and, in the policy only,
     the output layer (``lm_head``; the value adapter leaves it out, its head reads the hidden state)."""
+    preset: Literal["tiny", "phi-2"] = "tiny"
+    """The model preset these settings belong to (:mod:`rlhf.presets`; ``preset.ppo_config()`` sets it).
+    A policy whose stage was built by another preset, or a checkpoint of another preset, is refused."""
     checkpoint_every: int = 0
     """Save a checkpoint every this many PPO steps (0: never; needs a checkpoint directory)."""
     keep_checkpoints: int = 2
@@ -166,13 +171,14 @@ class PPOConfig:
             raise ValueError(f"PPOConfig.value_model must be one of {VALUE_MODELS}, got {self.value_model!r}")
         if self.lr_schedule not in ("linear", "constant"):
             raise ValueError(f"PPOConfig.lr_schedule must be 'linear' or 'constant', got {self.lr_schedule!r}")
+        if self.preset not in ("tiny", "phi-2"):
+            raise ValueError(f"PPOConfig.preset must be 'tiny' or 'phi-2', got {self.preset!r}")
         if not self.lora_targets:
             raise ValueError("PPOConfig.lora_targets is empty: name the modules that get LoRA adapters")
 
     def lora_config(self) -> LoraConfig:
         """The LoRA configuration of the adapters (no LoRA dropout: RL needs deterministic networks)."""
-        return LoraConfig(r=self.lora_r, lora_alpha=self.lora_alpha, lora_dropout=0.0,
-                          target_modules=list(self.lora_targets), bias="none")
+        return default_lora_config(self.lora_r, self.lora_alpha, task_type=None, targets=self.lora_targets)
 
 
 # --------------------------------------------------------------------------- rewards and advantages
@@ -320,6 +326,11 @@ class PPOTrainer:
                 "padding); add one, e.g. tokenizer.add_special_tokens({'pad_token': '<|pad|>'})"
             )
         config = config or PPOConfig()
+        recorded = stage_preset(policy.config.name_or_path) if Path(policy.config.name_or_path).is_dir() else None
+        if recorded is not None and recorded != config.preset:
+            raise ValueError(f"the policy {policy.config.name_or_path} was built by the {recorded!r} preset but "
+                             f"PPOConfig.preset is {config.preset!r}: build the config with "
+                             f"rlhf.presets.get({recorded!r}).ppo_config(...)")
         if config.checkpoint_every and checkpoint_dir is None:
             raise ValueError("config.checkpoint_every > 0 needs a checkpoint_dir")
         self.config, self.seed, self.tokenizer, self.gold_fn = config, seed, tokenizer, gold_fn
@@ -344,7 +355,9 @@ class PPOTrainer:
         self.prompts = list(prompts)
         self.prompt_ids = tokenize_prompts(tokenizer, self.prompts, self.max_prompt_length, config.truncate_prompts)
 
-        self.scorer = RewardScorer(reward_model.to(self.accelerator.device), reward_tokenizer, tokenizer)
+        if reward_model.device != self.accelerator.device:  # (a quantized model is placed when loaded, and stays)
+            reward_model.to(self.accelerator.device)
+        self.scorer = RewardScorer(reward_model, reward_tokenizer, tokenizer)
         fuse_gelu(reward_model)  # the same function, one kernel (see fuse_gelu)
         if config.value_model == "reward":
             score_layer = getattr(reward_model, "score", None)
@@ -636,8 +649,19 @@ class PPOTrainer:
         """Run ``n_steps`` PPO steps (default: up to ``config.total_steps``); returns the history.
 
         ``callback(trainer, metrics)`` runs after every step (e.g. a live plot).
+
+        Raises:
+            ValueError: if the run would go past ``total_steps`` with the linear schedule, where the
+                learning rate is 0 and the steps would cost time and change nothing (raise
+                ``total_steps``, or resume with the same config and fewer steps).
         """
         n_steps = self.config.total_steps - self.step_count if n_steps is None else n_steps
+        if self.config.lr_schedule == "linear" and self.step_count + n_steps > self.config.total_steps:
+            raise ValueError(
+                f"{n_steps} more steps from step {self.step_count} go past total_steps={self.config.total_steps}, "
+                "where the linear schedule has annealed the learning rate to 0: those steps would train nothing. "
+                "Use a config with a larger total_steps (a new run), or lr_schedule='constant'."
+            )
         bar = progress_bar(n_steps, enabled=progress and self.accelerator.is_main_process, desc="PPO")
         try:
             for _ in range(n_steps):
@@ -725,6 +749,16 @@ class PPOTrainer:
         acc.wait_for_everyone()
         return final
 
+    def resume(self) -> Path | None:
+        """Continue from the newest checkpoint in ``checkpoint_dir``, if there is one (a re-run after a
+        disconnect); returns its path, or None when the run starts from step 0."""
+        if self.checkpoint_dir is None:
+            raise ValueError("this trainer has no checkpoint_dir; pass checkpoint_dir= to PPOTrainer")
+        path = latest_checkpoint(self.checkpoint_dir)
+        if path is not None:
+            self.load_checkpoint(path)
+        return path
+
     def load_checkpoint(self, path: str | os.PathLike) -> None:
         """Continue from a checkpoint written by :meth:`save_checkpoint` (same config and processes)."""
         path = Path(path)
@@ -749,6 +783,15 @@ class PPOTrainer:
         load_checkpoint(path / f"rng-{self.accelerator.process_index}.pt", restore_rng=True)
 
 
+def run_dir(name: str, config: PPOConfig, seed: int) -> Path:
+    """``<runs_dir()>/<name>/<preset>-seed<seed>-<hash of the config>``: one folder per distinct run, so
+    a re-run with the same settings resumes from its checkpoints and a changed setting starts afresh."""
+    from rlhf.paths import runs_dir
+
+    digest = hashlib.sha256(repr(sorted(dataclasses.asdict(config).items())).encode()).hexdigest()[:10]
+    return runs_dir() / name / f"{config.preset}-seed{seed}-{digest}"
+
+
 def latest_checkpoint(checkpoint_dir: str | os.PathLike) -> Path | None:
     """The newest complete ``step-NNNNNN`` checkpoint in ``checkpoint_dir`` (None if there is none)."""
     found = sorted(Path(checkpoint_dir).glob("step-*"))
@@ -763,5 +806,6 @@ __all__ = [
     "kl_per_token",
     "latest_checkpoint",
     "per_token_rewards",
+    "run_dir",
     "response_advantages",
 ]

@@ -14,6 +14,8 @@
 
 from __future__ import annotations
 
+import inspect
+
 import warnings
 from collections.abc import Sequence
 
@@ -72,6 +74,13 @@ def sampling_uniforms(seed: int, stream: int, step: int, positions: Sequence[int
     return torch.from_numpy(np.stack([np.random.default_rng([seed, stream, step, int(i)]).random(length) for i in positions]))
 
 
+def kv_cache_argument(lm: torch.nn.Module) -> str:
+    """The name under which ``lm``'s forward takes and returns its KV cache: ``cache`` from
+    transformers 5.2x (where ``past_key_values`` is deprecated), ``past_key_values`` before."""
+    base = lm.get_base_model() if hasattr(lm, "get_base_model") else lm
+    return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
+
+
 @torch.no_grad()
 def sample_tokens(
     lm: PreTrainedModel,
@@ -105,16 +114,17 @@ def sample_tokens(
     finished = torch.zeros(batch, dtype=torch.bool, device=device)
     position_ids = position_ids_from_mask(attention_mask)
     step_ids, cache = input_ids, None
+    cache_name = kv_cache_argument(lm)
     for t in range(max_new_tokens):
         out = lm(
             input_ids=step_ids,
             attention_mask=attention_mask,
             position_ids=position_ids,
-            past_key_values=cache,
             use_cache=True,
             logits_to_keep=1,
+            **{cache_name: cache},
         )
-        cache = out.past_key_values
+        cache = getattr(out, cache_name)
         logp = torch.log_softmax(out.logits[:, -1].float() / temperature, dim=-1)
         cdf = logp.double().exp().cumsum(-1)
         token = torch.searchsorted(cdf, uniforms[:, t : t + 1] * cdf[:, -1:], right=True).squeeze(-1)

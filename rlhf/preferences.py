@@ -44,12 +44,19 @@ class PreferenceSettings:
     """Response length limit when sampling (SFT responses are 10–40 tokens)."""
     temperature: float = 1.0
     """Sampling temperature of the policy."""
+    max_train_prompts: int | None = None
+    """Use only the first this many training prompts (None: all); phi-2's preset samples fewer."""
+    max_eval_prompts: int | None = None
+    """Use only the first this many held-out prompts (None: all)."""
 
     def __post_init__(self):
         if self.beta < 0 or self.pairs_per_train_prompt < 1 or self.pairs_per_eval_prompt < 1:
             raise ValueError("beta must be >= 0 and pairs per prompt >= 1")
         if self.max_new_tokens < 1 or self.temperature <= 0:
             raise ValueError("max_new_tokens must be >= 1 and temperature > 0")
+        for name in ("max_train_prompts", "max_eval_prompts"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise ValueError(f"PreferenceSettings.{name} must be >= 1 or None, got {getattr(self, name)}")
 
 
 def label_responses(prompts: Sequence[str], responses_a: Sequence[str], responses_b: Sequence[str],
@@ -176,17 +183,13 @@ def read_jsonl(path: str | Path) -> list[dict]:
     return rows
 
 
-def load_preference_dataset(path: str | Path | None = None, split: str | None = None) -> Dataset:
+def load_preference_dataset(path: str | Path, split: str | None = None) -> Dataset:
     """Read a preference JSON-lines file as a ``datasets.Dataset``.
 
     Args:
-        path: the file; None uses the tiny world's cached preferences (built on first use).
+        path: the file, e.g. ``rlhf.stages.preference_dataset_path()`` (the tiny world's, built on first use).
         split: keep only rows of this split ("train" or "eval"); None keeps all.
     """
-    if path is None:
-        from rlhf.tiny_world import preference_dataset_path
-
-        path = preference_dataset_path()
     rows = read_jsonl(path)
     if split is not None:
         if split not in {r.get("split") for r in rows}:
@@ -202,8 +205,8 @@ def build_preference_stage(out_dir: Path, sft_dir: Path, settings: PreferenceSet
     """The cached preference stage: ``preferences.jsonl`` (train + eval rows) and ``stage.json``.
 
     Args:
-        rater: the annotator's gold rater; None is the tiny world's. For a model that writes general
-            English (phi-2), pass ``GoldRater(GoldRaterConfig(unseen_weight=0.0))``.
+        rater: the annotator's gold rater; None is the tiny world's. Pass the preset's
+            (``preset.gold_rater()``, see :mod:`rlhf.presets`), so that labels and evaluation agree.
     """
     from rlhf.models import load_model
     from rlhf.tiny_world import load_prompts
@@ -211,9 +214,11 @@ def build_preference_stage(out_dir: Path, sft_dir: Path, settings: PreferenceSet
     model, tokenizer = load_model(str(sft_dir))
     annotator = Annotator(beta=settings.beta, seed=settings.seed, rater=rater)
     rows = []
-    for split, per_prompt, seed in (("train", settings.pairs_per_train_prompt, settings.seed),
-                                    ("eval", settings.pairs_per_eval_prompt, settings.seed + 100)):
-        split_rows = sample_preference_pairs(model, tokenizer, load_prompts(split), annotator, per_prompt,
+    for split, per_prompt, limit, seed in (
+        ("train", settings.pairs_per_train_prompt, settings.max_train_prompts, settings.seed),
+        ("eval", settings.pairs_per_eval_prompt, settings.max_eval_prompts, settings.seed + 100),
+    ):
+        split_rows = sample_preference_pairs(model, tokenizer, load_prompts(split)[:limit], annotator, per_prompt,
                                              max_new_tokens=settings.max_new_tokens,
                                              temperature=settings.temperature, seed=seed)
         rows += [{**r, "split": split} for r in split_rows]

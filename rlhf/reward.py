@@ -124,18 +124,20 @@ def pairwise_accuracy(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase
 
 
 def build_reward_stage(out_dir: Path, sft_dir: Path, preferences_path: Path,
-                       settings: RewardSettings = RewardSettings()) -> None:
-    """The cached reward stage: train on the train pairs, evaluate on the eval pairs, save."""
-    from rlhf.models import load_reward_model
+                       settings: RewardSettings = RewardSettings(), lora_targets: Sequence[str] | None = None) -> None:
+    """The cached reward stage: train on the train pairs, evaluate on the eval pairs, save (a LoRA
+    adapter on ``lora_targets`` merged in full precision, see :func:`rlhf.models.merged`)."""
+    from rlhf.models import default_lora_config, load_reward_model, merged
 
     torch.manual_seed(settings.seed)  # the new scalar head's initialisation
-    model, tokenizer = load_reward_model(str(sft_dir), lora=settings.lora, for_training=True)
+    lora = default_lora_config(targets=lora_targets, task_type="SEQ_CLS") if settings.lora else False
+    model, tokenizer = load_reward_model(str(sft_dir), lora=lora, for_training=True)
     train_data = load_preference_dataset(preferences_path, split="train")
     eval_data = load_preference_dataset(preferences_path, split="eval")
     history = train_reward_model(model, tokenizer, train_data, settings)
     accuracy = pairwise_accuracy(model, tokenizer, eval_data)
     if settings.lora:
-        model = model.merge_and_unload()
+        model = merged(model, str(sft_dir))
     model.save_pretrained(out_dir, safe_serialization=True)
     tokenizer.save_pretrained(out_dir)
     record = {

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -151,23 +152,26 @@ def train_sft(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, demos:
     return history
 
 
-def build_sft_stage(out_dir: Path, base_dir: Path | str, settings: SFTSettings = SFTSettings()) -> None:
+def build_sft_stage(out_dir: Path, base_dir: Path | str, settings: SFTSettings = SFTSettings(),
+                    lora_targets: Sequence[str] | None = None) -> None:
     """The cached SFT stage: fine-tune the base model, save model + tokenizer + ``stage.json``.
 
     ``base_dir`` is anything :func:`rlhf.models.load_model` accepts (a directory or a hub id);
-    a LoRA adapter is merged into the saved weights.
+    a LoRA adapter (on ``lora_targets``, default phi-2's linear layers) is merged into the saved
+    weights, in full precision even when the base was trained 4-bit (:func:`rlhf.models.merged`).
     """
-    from rlhf.models import load_model
+    from rlhf.models import default_lora_config, load_model, merged
     from rlhf.tiny_world import load_prompts
 
-    model, tokenizer = load_model(str(base_dir), lora=settings.lora, for_training=True)
+    lora = default_lora_config(targets=lora_targets) if settings.lora else False
+    model, tokenizer = load_model(str(base_dir), lora=lora, for_training=True)
     train_demos = demonstrations(load_prompts("train"), settings)
     eval_demos = demonstrations(load_prompts("eval"), settings, seed_offset=1)
     loss_before = demonstration_loss(model, tokenizer, eval_demos)
     history = train_sft(model, tokenizer, train_demos, settings)
     loss_after = demonstration_loss(model, tokenizer, eval_demos)
     if settings.lora:
-        model = model.merge_and_unload()
+        model = merged(model, str(base_dir))
     model.save_pretrained(out_dir, safe_serialization=True)
     tokenizer.save_pretrained(out_dir)
     record = {

@@ -10,22 +10,16 @@ Everything a phi-2 pipeline needs, small enough for a laptop CPU:
   pretrained on the corpus.
 
 Both are saved with ``save_pretrained`` (safetensors) in ``data/tiny-world/`` and load with
-``from_pretrained`` exactly like ``microsoft/phi-2``. Later stages are built on first use
-and cached in ``data/cache/`` (see :mod:`rlhf.paths`):
+``from_pretrained`` exactly like ``microsoft/phi-2``: ``tiny_world.base_model_dir()`` (shipped, or
+built once). The stages built on top of it (SFT policy, preference data, reward model) are
+:mod:`rlhf.stages`'s, cached in ``data/cache/``.
 
-    >>> from rlhf import tiny_world
-    >>> tiny_world.base_model_dir()          # shipped (or built once)
-    >>> tiny_world.sft_model_dir()           # SFT policy, chapter 7
-    >>> tiny_world.preference_dataset_path() # annotator-labelled pairs, chapter 8
-    >>> tiny_world.reward_model_dir()        # reward model, chapter 8
-
-Rebuild the shipped artifacts and the caches: ``python -m rlhf.tiny_world build``.
+Rebuild the shipped artifacts: ``python -m rlhf.tiny_world build --force``.
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import math
 import random
@@ -33,7 +27,6 @@ import resource
 import shutil
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
@@ -45,7 +38,7 @@ from tqdm.auto import tqdm
 from transformers import PhiConfig, PhiForCausalLM, PreTrainedTokenizerFast
 
 from rlhf import corpus
-from rlhf.paths import cache_dir, cached_artifact, tiny_world_dir
+from rlhf.paths import cached_artifact, tiny_world_dir
 from rlhf.policy import perplexity, unigram_perplexity
 
 EOS_TOKEN = "<|endoftext|>"
@@ -294,94 +287,14 @@ def build_info() -> dict:
     return json.loads((base_model_dir() / "build_info.json").read_text())
 
 
-STAGE_SOURCES = ("corpus.py", "gold.py", "models.py", "policy.py", "preferences.py", "reward.py", "sft.py",
-                 "tiny_world.py")
-"""The ``rlhf`` modules whose code builds the cached stages. Their source, and the versions of torch,
-transformers and trl, are part of every stage's cache key: after an edit or an upgrade the stages
-are rebuilt (about 1.5 CPU-minutes) instead of silently reused from older code."""
-
-
-def _code_identity() -> bytes:
-    """What the stages' contents depend on besides their settings: the building code and library versions."""
-    import transformers
-    import trl
-
-    here = Path(__file__).resolve().parent
-    versions = f"torch {torch.__version__} transformers {transformers.__version__} trl {trl.__version__}"
-    return b"".join((here / name).read_bytes() for name in STAGE_SOURCES) + versions.encode()
-
-
-def _one_thread(build: Callable[[Path], None]) -> Callable[[Path], None]:
-    """``build`` run with one torch thread: a stage's weights then do not depend on how many cores the
-    machine that built it had (float sums in another order send training down another path)."""
-
-    def run(tmp: Path) -> None:
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
-            build(tmp)
-        finally:
-            torch.set_num_threads(threads)
-
-    return run
-
-
-def _stage_dir(name: str, settings: object, *parents: Path, extra: dict | None = None) -> Path:
-    """``data/cache/<name>-<hash>``: the hash covers the stage's settings (and ``extra``), its inputs'
-    identities and the code that builds it (:data:`STAGE_SOURCES`)."""
-    payload = asdict(settings) if extra is None else [asdict(settings), extra]
-    digest = hashlib.sha256(json.dumps(payload, sort_keys=True).encode())
-    digest.update(_code_identity())
-    for parent in parents:
-        marker = parent / "build_info.json" if (parent / "build_info.json").is_file() else parent / "stage.json"
-        digest.update(marker.read_bytes())
-    return cache_dir() / f"{name}-{digest.hexdigest()[:12]}"
-
-
-def sft_model_dir() -> Path:
-    """The supervised fine-tuned tiny policy (built on first call with :class:`rlhf.sft.SFTSettings` defaults)."""
-    from rlhf import sft
-
-    settings = sft.SFTSettings()
-    base = base_model_dir()
-    return cached_artifact(_stage_dir("sft", settings, base),
-                           _one_thread(lambda tmp: sft.build_sft_stage(tmp, base, settings)))
-
-
-def preference_dataset_path() -> Path:
-    """JSON-lines file of annotator-labelled pairs of SFT responses (prompt/chosen/rejected + gold scores)."""
-    from rlhf import preferences
-    from rlhf.gold import GoldRaterConfig
-
-    settings = preferences.PreferenceSettings()
-    sft_dir = sft_model_dir()
-    gold = asdict(GoldRaterConfig())  # the annotator's labels depend on the gold rater
-    stage = cached_artifact(_stage_dir("preferences", settings, sft_dir, extra=gold),
-                            _one_thread(lambda tmp: preferences.build_preference_stage(tmp, sft_dir, settings)))
-    return stage / "preferences.jsonl"
-
-
-def reward_model_dir() -> Path:
-    """The tiny reward model (``AutoModelForSequenceClassification``, ``num_labels=1``) trained on the preferences."""
-    from rlhf import reward
-
-    settings = reward.RewardSettings()
-    prefs = preference_dataset_path()
-    sft_dir = sft_model_dir()
-    return cached_artifact(_stage_dir("reward", settings, prefs.parent),
-                           _one_thread(lambda tmp: reward.build_reward_stage(tmp, sft_dir, prefs, settings)))
-
-
 # ---------------------------------------------------------------------------- command line
 def main(argv: list[str] | None = None) -> int:
-    """``python -m rlhf.tiny_world build [--force] [--base-only] [--out DIR]``."""
+    """``python -m rlhf.tiny_world build [--force] [--out DIR]`` (the stages: ``python -m rlhf.stages build``)."""
     parser = argparse.ArgumentParser(prog="python -m rlhf.tiny_world", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    build = sub.add_parser("build", help="build the tiny world (base model) and the cached stages")
-    build.add_argument("--out", type=Path, default=None,
-                       help="write the base model here instead of the data directory (implies --base-only)")
+    build = sub.add_parser("build", help="build the tiny world's base model (the stages: python -m rlhf.stages build)")
+    build.add_argument("--out", type=Path, default=None, help="write the base model here instead of the data directory")
     build.add_argument("--force", action="store_true", help="rebuild the base model even if it exists")
-    build.add_argument("--base-only", action="store_true", help="skip the cached SFT / preference / reward stages")
     args = parser.parse_args(argv)
 
     start = time.time()
@@ -399,10 +312,6 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(info, indent=2))
     else:
         print(f"base model: {base_model_dir()}")
-    if not args.base_only:
-        print(f"SFT model: {sft_model_dir()}")
-        print(f"preferences: {preference_dataset_path()}")
-        print(f"reward model: {reward_model_dir()}")
     print(f"done in {time.time() - start:.0f} s wall, {_cpu_seconds():.0f} s CPU")
     return 0
 

@@ -10,7 +10,7 @@ import json
 import numpy as np
 import pytest
 
-from rlhf import sft, tiny_world
+from rlhf import sft, stages, tiny_world
 from rlhf.models import load_model, load_reward_model
 from rlhf.preferences import load_preference_dataset, noise_ceiling, validate_preference_dataset
 from rlhf.reward import RewardSettings, pairwise_accuracy, reward_config, score, stage_record
@@ -18,12 +18,12 @@ from rlhf.reward import RewardSettings, pairwise_accuracy, reward_config, score,
 
 @pytest.fixture(scope="module")
 def sft_dir():
-    return tiny_world.sft_model_dir()
+    return stages.sft_model_dir()
 
 
 @pytest.fixture(scope="module")
 def reward_dir():
-    return tiny_world.reward_model_dir()
+    return stages.reward_model_dir()
 
 
 def test_settings_are_validated():
@@ -64,7 +64,7 @@ def test_sft_lowers_the_heldout_demonstration_loss(sft_dir):
 
 
 def test_cached_preferences_are_valid_trl_rows(sft_dir):
-    path = tiny_world.preference_dataset_path()
+    path = stages.preference_dataset_path()
     train, eval_ = load_preference_dataset(path, "train"), load_preference_dataset(path, "eval")
     assert len(train) > 1500 and len(eval_) > 400
     validate_preference_dataset(train)
@@ -79,7 +79,7 @@ def test_cached_preferences_are_valid_trl_rows(sft_dir):
 
 def test_reward_model_reaches_90_percent_of_the_noise_ceiling(reward_dir):
     model, tokenizer = load_reward_model(str(reward_dir))
-    eval_rows = list(load_preference_dataset(split="eval"))
+    eval_rows = list(load_preference_dataset(stages.preference_dataset_path(), split="eval"))
     result = pairwise_accuracy(model, tokenizer, eval_rows)
     ceiling = noise_ceiling(eval_rows)
     assert result["label_accuracy"] >= 0.9 * ceiling
@@ -88,8 +88,8 @@ def test_reward_model_reaches_90_percent_of_the_noise_ceiling(reward_dir):
 
 
 def test_reward_model_tracks_the_gold_rater_on_heldout_reviews(reward_dir):
-    model, tokenizer = load_reward_model("tiny")
-    rows = list(load_preference_dataset(split="eval"))
+    model, tokenizer = load_reward_model(str(stages.reward_model_dir()))
+    rows = list(load_preference_dataset(stages.preference_dataset_path(), split="eval"))
     prompts = [r["prompt"] for r in rows]
     rm = np.concatenate([score(model, tokenizer, prompts, [r["chosen"] for r in rows]),
                          score(model, tokenizer, prompts, [r["rejected"] for r in rows])])

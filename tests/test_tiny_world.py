@@ -190,30 +190,36 @@ def test_concurrent_processes_build_once(tmp_path):
 
 
 def test_stage_cache_key_follows_the_code_that_builds_it(monkeypatch, tmp_path):
-    """A stage built by older code is never reused: the building modules' source is part of its key."""
+    """A stage built by older code is never reused: the building modules' source is part of its key,
+    and so are the settings, the preset's gold rater and the inputs."""
+    from rlhf import presets, stages
     from rlhf.sft import SFTSettings
 
     monkeypatch.setenv("RL_COURSE_DATA", str(tmp_path))
-    base = tmp_path / "base"
-    base.mkdir()
-    (base / "build_info.json").write_text("{}")
-    before = tiny_world._stage_dir("sft", SFTSettings(), base)
-    assert before == tiny_world._stage_dir("sft", SFTSettings(), base)  # deterministic
-    identity = tiny_world._code_identity()
-    monkeypatch.setattr(tiny_world, "_code_identity", lambda: identity + b"# an edited line")
-    assert tiny_world._stage_dir("sft", SFTSettings(), base) != before
-    assert set(tiny_world.STAGE_SOURCES) >= {"sft.py", "preferences.py", "reward.py", "gold.py"}
+    preset = presets.tiny()
+    before = stages.stage_path(preset, "sft", SFTSettings(), [b"base"])
+    assert before == stages.stage_path(preset, "sft", SFTSettings(), [b"base"])  # deterministic
+    assert stages.stage_path(preset, "sft", SFTSettings(seed=1), [b"base"]) != before
+    assert stages.stage_path(preset, "sft", SFTSettings(), [b"another base"]) != before
+    phi2 = presets.phi2()
+    assert stages.stage_path(phi2, "sft", SFTSettings(), [b"base"]).parent != before.parent  # its own folder
+    identity = stages._code_identity()
+    monkeypatch.setattr(stages, "_code_identity", lambda: identity + b"# an edited line")
+    assert stages.stage_path(preset, "sft", SFTSettings(), [b"base"]) != before
+    assert set(stages.STAGE_SOURCES) >= {"sft.py", "preferences.py", "reward.py", "gold.py", "stages.py"}
 
 
 def test_stages_are_built_with_one_torch_thread(tmp_path):
     """Stage weights must not depend on the builder's core count; the caller's setting is restored."""
     import torch
 
+    from rlhf import stages
+
     seen = []
     before = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
-        tiny_world._one_thread(lambda tmp: seen.append(torch.get_num_threads()))(tmp_path)
+        stages._one_thread(lambda tmp: seen.append(torch.get_num_threads()))(tmp_path)
         assert seen == [1] and torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
