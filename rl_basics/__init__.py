@@ -20,6 +20,7 @@ Modules (import what you need):
 - ``rl_basics.exercises`` / ``rl_basics.checks``  the exercise checks and the exercise-notebook generator
 """
 
+from rl_basics import blackjack  # noqa: F401  (registers Blackjack's numpy simulator with rl_basics.tabular)
 from rl_basics import envs  # noqa: F401  (registers the rl_basics/* environments)
 
 __version__ = "0.1.0"

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import gymnasium as gym
 import numpy as np
 
-from rl_basics.tabular import Lanes, LaneStreams, TabularSpec
+from rl_basics.tabular import Lanes, LaneStreams, TabularSpec, register_simulator
 
 STICK, HIT = 0, 1
 DECK = np.array([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 10, 10, 10])
@@ -332,3 +332,12 @@ def _solve(policy: np.ndarray | None) -> BlackjackExact:
         if m_play + m_nat > 0:
             v_visit[21, d, 1] = (m_play * v[21, d, 1] + m_nat * v_nat[d]) / (m_play + m_nat)
     return BlackjackExact(v, q, v_nat, visits, v_visit, float(expected_return))
+
+
+def _register() -> None:
+    from gymnasium.envs.toy_text.blackjack import BlackjackEnv
+
+    register_simulator(BlackjackEnv, lambda env, n_lanes, seed: BlackjackLanes(n_lanes, seed, env=env), set_state)
+
+
+_register()

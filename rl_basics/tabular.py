@@ -27,6 +27,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import gymnasium as gym
@@ -252,18 +253,35 @@ class GymLanes(Lanes):
                 np.array(trunc, dtype=bool))
 
 
+_SIMULATORS: dict[type, tuple[Callable[[gym.Env, int, int], Lanes], Callable[[gym.Env, object], object]]] = {}
+"""Env classes with their own numpy simulator and state setter (see :func:`register_simulator`)."""
+
+
+def register_simulator(env_class: type, make: Callable[[gym.Env, int, int], Lanes],
+                       set_state: Callable[[gym.Env, object], object]) -> None:
+    """Teach :func:`make_lanes` and :func:`set_env_state` an env whose state is not ``unwrapped.s``.
+
+    ``make(env, n_lanes, seed)`` returns its vectorised simulator; ``set_state(env, obs)`` puts a
+    freshly reset env into the state ``obs``. ``rl_basics.blackjack`` registers Blackjack this way
+    (importing ``rl_basics`` does it), so this module never imports the simulators built on it.
+    """
+    _SIMULATORS[env_class] = (make, set_state)
+
+
+def _registered(env: gym.Env):
+    return next((entry for cls, entry in _SIMULATORS.items() if isinstance(env.unwrapped, cls)), None)
+
+
 def set_env_state(env: gym.Env, obs):
     """Put ``env`` (just reset) into the state with observation ``obs`` and return that observation.
 
     Works for envs that keep their state in ``unwrapped.s`` (gymnasium's toy-text envs and
-    the rl_basics envs) and for Blackjack (see ``rl_basics.blackjack.set_state``).
+    the rl_basics envs) and for registered ones such as Blackjack (``rl_basics.blackjack.set_state``).
     """
-    from gymnasium.envs.toy_text.blackjack import BlackjackEnv
-
     u = env.unwrapped
-    if isinstance(u, BlackjackEnv):
-        from rl_basics.blackjack import set_state
-        return set_state(env, obs)
+    registered = _registered(env)
+    if registered is not None:
+        return registered[1](env, obs)
     if hasattr(u, "s") and isinstance(env.observation_space, spaces.Discrete):
         u.s = int(obs)
         return int(obs)
@@ -346,8 +364,6 @@ def make_lanes(env: gym.Env, n_lanes: int, seed: int, simulator: str | None) -> 
     env (``BlackjackLanes`` for Blackjack, ``ModelLanes`` for envs with a model ``P``);
     ``None`` picks ``"env"`` for a single lane and ``"vector"`` otherwise.
     """
-    from gymnasium.envs.toy_text.blackjack import BlackjackEnv
-
     if not isinstance(env, gym.Env):
         raise ValueError(f"env must be a gymnasium.Env, got {type(env).__name__}")
     spec = TabularSpec.from_env(env)  # validates the spaces first
@@ -361,9 +377,9 @@ def make_lanes(env: gym.Env, n_lanes: int, seed: int, simulator: str | None) -> 
             envs += [gym.make(env.spec) for _ in range(n_lanes - 1)]
         return GymLanes(envs, seed, spec)
     if simulator == "vector":
-        if isinstance(env.unwrapped, BlackjackEnv):
-            from rl_basics.blackjack import BlackjackLanes
-            return BlackjackLanes(n_lanes, seed, env=env)
+        registered = _registered(env)
+        if registered is not None:
+            return registered[0](env, n_lanes, seed)
         return ModelLanes(env, n_lanes, seed)
     raise ValueError(f"simulator must be 'env', 'vector' or None, got {simulator!r}")
 

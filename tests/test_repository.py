@@ -1,5 +1,6 @@
 """Rules the course keeps about itself: clean notebooks, a consistent test command, notebook structure."""
 
+import ast
 import json
 import re
 from pathlib import Path
@@ -65,3 +66,71 @@ def test_every_notebook_is_in_the_course_map():
     readme = (ROOT / "README.md").read_text()
     missing = [p.name for p in NOTEBOOKS if p.name not in readme]
     assert not missing, f"README course map lacks {missing}"
+
+
+def _import_graph(package: str) -> dict[str, set[str]]:
+    """Module -> the package's modules it imports, top-level and inside functions (lazy) alike."""
+    graph: dict[str, set[str]] = {}
+    for path in sorted((ROOT / package).rglob("*.py")):
+        parts = list(path.relative_to(ROOT).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        deps: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                deps.update(alias.name for alias in node.names)
+            elif isinstance(node, ast.ImportFrom):
+                if node.level:
+                    keep = len(parts) - node.level + (1 if path.name == "__init__.py" else 0)
+                    module = ".".join(parts[:keep] + ([node.module] if node.module else []))
+                else:
+                    module = node.module or ""
+                deps.add(module)
+                deps.update(f"{module}.{alias.name}" for alias in node.names)
+        graph[".".join(parts)] = deps
+    return {module: {d for d in deps if d in graph and d != module} for module, deps in graph.items()}
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components with more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        for w in sorted(graph[v]):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return found
+
+
+@pytest.mark.parametrize("package", ["rl_basics", "rlhf"])
+def test_packages_have_no_import_cycles(package):
+    """Layered packages: no module imports, even lazily inside a function, one that imports it back."""
+    graph = _import_graph(package)
+    assert len(graph) > 5
+    assert _cycles(graph) == [], f"import cycles in {package}: {_cycles(graph)}"
+
+
+def test_the_cycle_finder_finds_a_cycle():
+    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert _cycles({"a": {"b"}, "b": set()}) == []

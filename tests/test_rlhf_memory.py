@@ -47,3 +47,24 @@ def test_reward_model_critic_has_no_value_adapter_and_one_pass_of_activations():
         ppo_memory_estimate(config, value_model="reward", separate_reward_model=False)
     with pytest.raises(ValueError, match=r"value_model must be one of \('adapter', 'reward'\), got 'shared'"):
         ppo_memory_estimate(config, value_model="shared")
+
+
+def test_gpu_benchmark_script_runs_in_smoke_mode():
+    """benchmarks/rlhf_gpu_memory.py stays runnable without a GPU: --smoke runs both critics on both
+    paths (bf16-or-fp32 base and the 4-bit T4 path) on tiny shapes, and writes nothing."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    pytest.importorskip("bitsandbytes")
+    root = Path(__file__).resolve().parents[1]
+    results = root / "benchmarks" / "RESULTS.md"
+    before = results.read_text()
+    done = subprocess.run([sys.executable, str(root / "benchmarks" / "rlhf_gpu_memory.py"), "--smoke"],
+                          capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    assert "smoke run: every set-up ran" in done.stdout
+    assert "4-bit base, fp32 compute (T4 path) |  reward | cap None | ok" in done.stdout
+    assert results.read_text() == before
