@@ -25,8 +25,12 @@ with PPO" (2024); Zheng et al., "Secrets of RLHF in Large Language Models Part I
 The trainer runs unchanged on a CPU, a GPU, or several processes through ``accelerate``
 (``accelerate launch --multi_gpu --num_processes N -m rlhf.cli ...``; on a machine
 without GPUs that starts N CPU processes talking over gloo). Its randomness is a function
-of ``(seed, step, position in the batch)``, so a run is the same on one process or several (same
-global batch) and a run resumed from a checkpoint continues the same curve.
+of ``(seed, step, position in the batch)``, and a run resumed from a checkpoint continues the same
+curve. On one process or several (same global batch) the rollout, the rewards and the advantages are
+the same; the updates are the same only with one minibatch per epoch (``num_minibatches=1``): each
+process shuffles its own share of the batch, so with several minibatches N processes group the
+sequences into minibatches differently from one process. Each is a valid PPO run; they differ by
+which sequences share a gradient step.
 """
 
 from __future__ import annotations
@@ -117,7 +121,9 @@ class PPOConfig:
     kl_coef: float = 0.05
     """beta of the per-token KL penalty (its initial value when adaptive)."""
     kl_estimator: Literal["k1", "k3"] = "k1"
-    """Per-token KL estimator of the penalty: ``k1 = log pi/pi_ref`` (unbiased) or ``k3`` (never negative)."""
+    """Per-token KL estimator of the penalty: ``k1 = log pi/pi_ref`` or ``k3 = (rho - 1) - log rho`` (never
+    negative). Both *values* estimate KL(pi || pi_ref) without bias; but used as a reward, only k1's expected
+    policy gradient is the KL's gradient: k3's is not (Schulman 2020; it is a fine metric, a biased penalty)."""
     kl_target: float | None = None
     """Target KL (nats per response) of the adaptive coefficient; None keeps ``kl_coef`` fixed."""
     kl_horizon: float = 10_000.0
