@@ -6,6 +6,7 @@ Importing the package registers the course's own gymnasium environments, so
 Modules (import what you need):
 
 - ``rl_basics.mdp``       tabular models in gymnasium's ``P[s][a]`` convention
+- ``rl_basics.bandits``   k-armed bandits: the testbed, epsilon-greedy, UCB, gradient bandit, Thompson sampling, regret
 - ``rl_basics.dp``        policy evaluation, policy iteration, value iteration
 - ``rl_basics.gambler``   Sutton & Barto's gambler's problem as a ``P`` dict
 - ``rl_basics.policies``  epsilon-greedy action selection and GLIE schedules
@@ -14,7 +15,9 @@ Modules (import what you need):
 - ``rl_basics.mc``        Monte-Carlo prediction and control
 - ``rl_basics.td``        TD(0), n-step TD, SARSA, Q-learning, Expected SARSA, Double Q
 - ``rl_basics.policy_objectives``  exact J_1, J_avV, J_avR of a policy on a small MDP
-- ``rl_basics.agents``    REINFORCE, A2C and PPO in torch
+- ``rl_basics.approximation``, ``rl_basics.tile_coding``  value-function approximation: state aggregation,
+  semi-gradient TD, tile coding, semi-gradient SARSA (Mountain Car), Baird's counterexample
+- ``rl_basics.agents``    DQN, REINFORCE, A2C and PPO in torch
 - ``rl_basics.plotting``  value heatmaps, policy arrows, learning curves
 - ``rl_basics.widgets``   sliders (gamma, epsilon, alpha, lambda, beta) that still teach without a widget frontend
 - ``rl_basics.exercises`` / ``rl_basics.checks``  the exercise checks and the exercise-notebook generator

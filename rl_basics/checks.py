@@ -951,3 +951,444 @@ def bootstrapped_returns(rewards, dones, last_value, gamma):
     next_values = zeros.clone()
     next_values[-1] = last_value
     return compute_gae(rewards, zeros, next_values, dones, dones, gamma, 1.0)[0]
+
+
+# ============================================================================ exploration and multi-armed bandits
+# (the chapter notebooks/01_exploration_and_bandits.ipynb; the references are rl_basics.bandits' own functions)
+
+__all__ += ["check_incremental_update", "check_ucb_scores", "check_gradient_bandit_update"]
+
+
+def _bandit_batch(rng: np.random.Generator, n_runs: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Random ``(actions (n_runs,), rewards (n_runs,))``: one pulled arm and its reward per run."""
+    return rng.integers(0, k, size=n_runs), np.round(rng.normal(1.0, 1.5, size=n_runs), 3)
+
+
+@learner_check
+def check_incremental_update(fn: Callable, *, seed: int | None = None) -> None:
+    """Check ``fn(Q, N, actions, rewards, alpha) -> (Q, N)``: the incremental action-value update of every run.
+
+    ``Q``, ``N`` are ``(n_runs, k)`` estimates and pull counts, ``actions``, ``rewards`` ``(n_runs,)``.
+    In each run only the pulled arm ``A`` changes: ``N(A) += 1``, then ``Q(A) += step * (R - Q(A))``
+    with ``step = 1 / N(A)`` (the new count) when ``alpha is None`` (sample averages), else
+    ``step = alpha``. Reference: :func:`rl_basics.bandits.incremental_update`.
+    """
+    from rl_basics.bandits import incremental_update
+
+    rng, seed = _rng(seed)
+    cases = []
+    for n_runs, k, alpha in ((5, 4, None), (6, 3, 0.1), (4, 5, None), (5, 4, 0.5)):
+        Q = np.round(rng.normal(size=(n_runs, k)), 3)
+        N = rng.integers(1, 8, size=(n_runs, k)).astype(float)  # every arm pulled before
+        cases.append(Case(f"{n_runs} runs, {k} arms, alpha={alpha} ({'sample averages' if alpha is None else 'constant step'})",
+                          (Q, N, *_bandit_batch(rng, n_runs, k), alpha)))
+    Q, N = np.zeros((3, 4)), np.array([[0.0, 2, 1, 0], [3, 0, 0, 1], [0, 0, 0, 0]])
+    cases += [
+        Case("edge case: the first pull of an arm (N = 0) with sample averages: Q(A) becomes R",
+             (Q, N, np.array([0, 1, 3]), np.array([2.0, -1.0, 0.5]), None)),
+        Case("edge case: alpha = 1 (Q(A) becomes the latest reward)",
+             (np.ones((2, 3)), np.ones((2, 3)), np.array([2, 0]), np.array([5.0, -5.0]), 1.0)),
+    ]
+
+    def with_step(Q, N, actions, rewards, step_of):
+        Q, N = np.array(Q, dtype=float), np.array(N, dtype=float)
+        runs = np.arange(len(Q))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            step = step_of(N[runs, actions])
+            N[runs, actions] += 1
+            Q[runs, actions] += step * (rewards - Q[runs, actions])
+        return Q, N
+
+    mistakes = [
+        Mistake("the step uses the count *before* this pull: 1 / N(A) must come after N(A) += 1 (the n-th reward "
+                "gets weight 1/n; otherwise the first reward of an arm divides by zero).",
+                lambda Q, N, a, r, alpha: with_step(Q, N, a, r, lambda n: 1.0 / n) if alpha is None
+                else incremental_update(Q, N, a, r, alpha)),
+        Mistake("the counts N are not updated: N(A) += 1 for the pulled arm, and return the new N.",
+                lambda Q, N, a, r, alpha: (incremental_update(Q, N, a, r, alpha)[0], np.array(N, dtype=float))),
+        Mistake("alpha is ignored: with a number alpha the step is that constant (recency-weighted average), "
+                "1 / N(A) only when alpha is None.",
+                lambda Q, N, a, r, alpha: incremental_update(Q, N, a, r, None)),
+        Mistake("the estimate moves away from the reward: Q(A) + step * (R - Q(A)), not (Q(A) - R).",
+                lambda Q, N, a, r, alpha: with_step(Q, N, a, r, lambda n: -(1.0 / (n + 1)) if alpha is None else -alpha)),
+    ]
+    try:
+        check_function(fn, incremental_update, cases, exercise="the incremental update", mistakes=mistakes, seed=seed,
+                       arg_names=("Q", "N", "actions", "rewards", "alpha"), allow_inplace=True)
+    except CheckFailed as exc:  # one mistake no single wrong variant describes: arms that were not pulled change
+        if "Hint:" not in str(exc) and any(_changes_other_arms(fn, case) for case in cases):
+            raise CheckFailed(f"{exc}\n  Hint: arms that were not pulled changed: only the pulled arm of each run, "
+                              "Q[run, actions[run]] and N[run, actions[run]], may change (index with "
+                              "Q[np.arange(n_runs), actions]).") from None
+        raise
+
+
+def _changes_other_arms(fn: Callable, case: Case) -> bool:
+    """Whether ``fn(Q, N, actions, rewards, alpha)`` changes an entry of ``Q`` or ``N`` of an arm that was not pulled."""
+    Q, N, actions, rewards, alpha = case.args
+    try:
+        with np.errstate(all="ignore"):
+            out = [np.asarray(x, dtype=float) for x in fn(Q.copy(), N.copy(), actions.copy(), rewards.copy(), alpha)]
+    except Exception:
+        return False
+    others = np.ones(Q.shape, dtype=bool)
+    others[np.arange(len(Q)), actions] = False
+    return any(x.shape == Q.shape and not np.array_equal(x[others], y[others]) for x, y in zip(out, (Q, N)))
+
+
+@learner_check
+def check_ucb_scores(fn: Callable, *, seed: int | None = None) -> None:
+    """Check ``fn(Q, N, t, c) -> (n_runs, k)``: the upper confidence bound of every arm of every run.
+
+    ``Q(a) + c * sqrt(ln t / N(a))`` with the natural log, ``t`` the current step (1 for the first
+    action) and ``N(a)`` the pulls of ``a`` so far; ``+inf`` where ``N(a) = 0`` (an untried arm counts as
+    maximising). Reference: :func:`rl_basics.bandits.ucb_scores`.
+    """
+    from rl_basics.bandits import ucb_scores
+
+    rng, seed = _rng(seed)
+    cases = []
+    for n_runs, k, t, c in ((4, 5, 40, 2.0), (6, 3, 12, 0.5), (3, 10, 200, 1.0)):
+        N = rng.multinomial(t - 1, np.full(k, 1.0 / k), size=n_runs).astype(float)  # t - 1 pulls so far in each run
+        N[N == 0] = 1.0
+        cases.append(Case(f"{n_runs} runs, {k} arms, every arm tried, t={t}, c={c}",
+                          (np.round(rng.normal(size=(n_runs, k)), 3), N, t, c)))
+    Q = np.round(rng.normal(size=(2, 4)), 3)
+    cases += [
+        Case("edge case: some arms never tried (N = 0): their score is +inf",
+             (Q, np.array([[3.0, 0, 2, 1], [0.0, 0, 5, 1]]), 7, 2.0)),
+        Case("edge case: t = 1, no arm tried yet (ln 1 = 0, yet every score is +inf)", (np.zeros((2, 3)), np.zeros((2, 3)), 1, 2.0)),
+        Case("edge case: c = 0 with an untried arm (greedy on Q, untried arms still first)",
+             (Q, np.array([[3.0, 0, 2, 1], [1.0, 2, 5, 1]]), 12, 0.0)),
+    ]
+
+    def scores(Q, N, t, c, bonus, untried=np.inf):
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(N > 0, Q + bonus(N, t, c), untried)
+
+    mistakes = [
+        Mistake("the square root is missing: the bonus is c * sqrt(ln t / N(a)).",
+                lambda Q, N, t, c: scores(Q, N, t, c, lambda n, t_, c_: c_ * np.log(t_) / n)),
+        Mistake("the log must be the natural log, ln t (np.log), not log10 or log2.",
+                lambda Q, N, t, c: scores(Q, N, t, c, lambda n, t_, c_: c_ * np.sqrt(np.log10(t_) / n))),
+        Mistake("c multiplies the square root; it is not inside it: c * sqrt(ln t / N), not sqrt(c ln t / N).",
+                lambda Q, N, t, c: scores(Q, N, t, c, lambda n, t_, c_: np.sqrt(c_ * np.log(t_) / n))),
+        Mistake("the bonus is subtracted: that is a *lower* confidence bound. UCB is optimistic: Q + bonus.",
+                lambda Q, N, t, c: scores(Q, N, t, c, lambda n, t_, c_: -c_ * np.sqrt(np.log(t_) / n))),
+        Mistake("an untried arm (N(a) = 0) must score +inf; dividing by N = 0 gives NaN here (0/0 at t = 1, or "
+                "0 * inf with c = 0): handle N = 0 separately, e.g. np.where(N > 0, ..., np.inf).",
+                lambda Q, N, t, c: scores(Q, N, t, c, lambda n, t_, c_: c_ * np.sqrt(np.log(t_) / n), untried=np.nan)),
+    ]
+    try:
+        check_function(fn, ucb_scores, cases, exercise="the UCB scores", mistakes=mistakes, seed=seed,
+                       arg_names=("Q", "N", "t", "c"), allow_inplace=True)
+    except CheckFailed as exc:  # one mistake no single wrong variant describes: any finite score for N = 0
+        if "Hint:" not in str(exc) and any(_finite_when_untried(fn, case) for case in cases):
+            raise CheckFailed(f"{exc}\n  Hint: an untried arm (N(a) = 0) must score +inf, so that every arm is "
+                              "tried once before any bonus counts; yours gets a finite score.") from None
+        raise
+
+
+def _finite_when_untried(fn: Callable, case: Case) -> bool:
+    """Whether ``fn`` gives some arm with ``N = 0`` a finite UCB score on ``case``."""
+    Q, N, t, c = case.args
+    try:
+        with np.errstate(all="ignore"):
+            out = np.asarray(fn(Q.copy(), N.copy(), t, c), dtype=float)
+    except Exception:
+        return False
+    return out.shape == N.shape and bool(np.isfinite(out[N == 0]).any())
+
+
+@learner_check
+def check_gradient_bandit_update(fn: Callable, *, seed: int | None = None) -> None:
+    """Check ``fn(H, actions, rewards, baseline, alpha) -> H_new``: one gradient-bandit step for every run.
+
+    With ``pi = softmax(H)`` over each run's arms (the last axis):
+    ``H(a) += alpha * (R - baseline) * (1[a = A] - pi(a))`` for every arm ``a`` (equation 2.12);
+    ``H`` is ``(n_runs, k)``, ``actions``, ``rewards`` and ``baseline`` ``(n_runs,)``. Reference:
+    :func:`rl_basics.bandits.gradient_bandit_update`.
+    """
+    from rl_basics.bandits import gradient_bandit_update, log_softmax
+
+    rng, seed = _rng(seed)
+    cases = []
+    for n_runs, k, alpha in ((5, 4, 0.1), (4, 6, 0.4), (6, 3, 1.0)):
+        cases.append(Case(f"{n_runs} runs, {k} arms, alpha={alpha}",
+                          (np.round(rng.normal(size=(n_runs, k)), 3), *_bandit_batch(rng, n_runs, k),
+                           np.round(rng.normal(1.0, 0.5, size=n_runs), 3), alpha)))
+    cases += [
+        Case("edge case: large preferences (H ~ 1000: exp(H) overflows unless you subtract the max first)",
+             (np.array([[1000.0, 998.0, 999.5], [-1000.0, -1001.0, -1000.5]]), np.array([1, 0]),
+              np.array([2.0, 0.5]), np.array([1.0, 1.0]), 0.1)),
+        Case("edge case: reward equal to the baseline (nothing changes)",
+             (np.array([[0.5, -0.5, 0.0]]), np.array([2]), np.array([1.5]), np.array([1.5]), 0.1)),
+    ]
+
+    def step(H, a, r, b, alpha, direction):
+        pi = np.exp(log_softmax(H))
+        onehot = np.eye(H.shape[1])[a]
+        return H + alpha * (np.asarray(r) - b)[:, None] * direction(onehot, pi)
+
+    def softmax_over_runs(H, a, r, b, alpha):
+        pi = np.exp(log_softmax(np.asarray(H).T)).T
+        return H + alpha * (np.asarray(r) - b)[:, None] * (np.eye(H.shape[1])[a] - pi)
+
+    mistakes = [
+        Mistake("only the pulled arm is updated: every other arm a moves too, by -alpha (R - b) pi(a) "
+                "(the (1[a = A] - pi(a)) factor).", lambda H, a, r, b, al: step(H, a, r, b, al, lambda o, p: o * (1 - p))),
+        Mistake("the other arms move the same way as the pulled one: their factor is -pi(a), so they go down "
+                "when R > baseline.", lambda H, a, r, b, al: step(H, a, r, b, al, lambda o, p: o * (1 - p) + (1 - o) * p)),
+        Mistake("the baseline is missing: use (R - baseline), not R.",
+                lambda H, a, r, b, al: gradient_bandit_update(H, a, r, 0.0, al)),
+        Mistake("the softmax is taken over the runs (axis 0); each run has its own policy: normalise over the "
+                "arms, the last axis (axis=-1 or axis=1, keepdims=True).", softmax_over_runs),
+        Mistake("the update goes down the gradient: H + alpha (R - b)(1[a = A] - pi), with a plus sign.",
+                lambda H, a, r, b, al: 2 * np.asarray(H) - gradient_bandit_update(H, a, r, b, al)),
+    ]
+    check_function(fn, gradient_bandit_update, cases, exercise="the gradient-bandit update", mistakes=mistakes,
+                   seed=seed, arg_names=("H", "actions", "rewards", "baseline", "alpha"), allow_inplace=True)
+
+
+# ============================================================================ value-function approximation and DQN
+# (the chapter notebooks/05_function_approximation_and_dqn.ipynb; the references are rl_basics.agents.dqn's own)
+
+__all__ += ["check_dqn_td_target", "check_replay_sample", "check_double_dqn_target"]
+
+
+def _q_batch(rng: np.random.Generator, B: int, A: int):
+    """Random ``(B, A)`` next-state action values, as float32 tensors (distinct values: no ties)."""
+    import torch
+
+    return torch.tensor(np.round(rng.normal(2.0, 3.0, size=(B, A)), 3), dtype=torch.float32)
+
+
+def _flags(rng: np.random.Generator, B: int) -> tuple:
+    """``(terminated, truncated)`` float tensors ``(B,)``: some of each, never both on one transition."""
+    import torch
+
+    terminated = rng.random(B) < 0.3
+    truncated = (rng.random(B) < 0.3) & ~terminated
+    terminated[0], truncated[0], terminated[1], truncated[1] = True, False, False, True  # at least one of each
+    return torch.tensor(terminated, dtype=torch.float32), torch.tensor(truncated, dtype=torch.float32)
+
+
+def _no_gradient_through_target(fn: Callable, case: Case, grad_args: tuple[int, ...], exercise: str, seed) -> None:
+    """The target of a TD regression is a constant: no gradient may flow back into the next-state values."""
+    __tracebackhide__ = True
+    args = list(case.args)
+    for i in grad_args:
+        args[i] = args[i].detach().clone().requires_grad_(True)
+    out = fn(*args)
+    if getattr(out, "requires_grad", False):
+        raise CheckFailed(
+            f"{exercise}: the value is right, but your target carries a gradient back into the next-state Q-values. "
+            "The target is a fixed regression target (that is what makes the method *semi*-gradient): compute it "
+            "from next_q.detach() or inside `with torch.no_grad():`.\n"
+            f"  inputs: {case.name} (random inputs from seed={seed}: pass seed={seed} to the check to reproduce)"
+        )
+
+
+@learner_check
+def check_dqn_td_target(fn: Callable, *, seed: int | None = None) -> None:
+    """Check ``fn(rewards, next_q_target, terminated, truncated, gamma) -> (B,)``: DQN's TD target.
+
+    ``rewards``, ``terminated``, ``truncated`` are ``(B,)`` float tensors (flags 0/1), ``next_q_target``
+    ``(B, A)`` the target network's ``Q(s', .)``. The target is
+    ``r + gamma * (1 - terminated) * max_a' next_q_target[:, a']``, with no gradient: a truncated
+    transition (a time limit) still bootstraps. Reference: :func:`rl_basics.agents.dqn.td_target`.
+    """
+    import torch
+
+    from rl_basics.agents.dqn import td_target
+
+    rng, seed = _rng(seed)
+    cases = []
+    for B, A, g in ((6, 6, 0.99), (12, 2, 0.9), (8, 3, 0.5)):  # B == A first: a max over the batch has the right shape
+        terminated, truncated = _flags(rng, B)
+        rewards = torch.tensor(np.round(rng.normal(size=B), 3), dtype=torch.float32)
+        cases.append(Case(f"random batch of {B} transitions, {A} actions, gamma={g}, some terminated and some truncated",
+                          (rewards, _q_batch(rng, B, A), terminated, truncated, g)))
+    ones, zeros = torch.ones(3), torch.zeros(3)
+    cases += [
+        Case("edge case: every transition terminated (the target is the reward alone)",
+             (ones, _q_batch(rng, 3, 2), ones, zeros, 0.99)),
+        Case("edge case: every transition truncated by a time limit (all bootstrap)",
+             (ones, _q_batch(rng, 3, 2), zeros, ones, 0.99)),
+    ]
+
+    def reference(r, q, term, trunc, g):
+        return td_target(r, q, term, g)
+
+    mistakes = [
+        Mistake("you bootstrap from the next state even when the episode terminated there: a terminal state has "
+                "value 0, so multiply the bootstrap term by (1 - terminated).",
+                lambda r, q, term, trunc, g: td_target(r, q, torch.zeros_like(term), g)),
+        Mistake("you stop bootstrapping on truncated transitions too: a time limit is not a terminal state (the "
+                "state still has a future), so only `terminated` zeroes the bootstrap; a truncated transition keeps "
+                "gamma * max_a' Q_target(s', a').",
+                lambda r, q, term, trunc, g: td_target(r, q, torch.clamp(term + trunc, max=1.0), g)),
+        Mistake("you average Q_target(s', .) over the actions: DQN's target takes the max (the greedy policy's value).",
+                lambda r, q, term, trunc, g: r + g * (1 - term) * q.mean(dim=1)),
+        Mistake("you take the min over the actions; the target uses the max.",
+                lambda r, q, term, trunc, g: r + g * (1 - term) * q.min(dim=1).values),
+        Mistake("you take the max over the batch (dim 0) instead of over the actions (dim 1).",
+                lambda r, q, term, trunc, g: r + g * (1 - term) * q.max(dim=0).values),
+        Mistake("the discount gamma is missing.", lambda r, q, term, trunc, g: td_target(r, q, term, 1.0)),
+    ]
+    exercise = "the DQN TD target"
+    check_function(fn, reference, cases, exercise=exercise, mistakes=mistakes, seed=seed, atol=1e-5, rtol=1e-5,
+                   arg_names=("rewards", "next_q_target", "terminated", "truncated", "gamma"), quiet=True)
+    _no_gradient_through_target(fn, cases[0], (1,), exercise, seed)
+    print(f"✓ {exercise}: correct on all {len(cases)} test cases, random ones from seed {seed}.")
+
+
+@learner_check
+def check_replay_sample(fn: Callable, *, seed: int | None = None) -> None:
+    """Check ``fn(storage, size, batch_size, generator) -> dict``: a uniform minibatch from a replay buffer.
+
+    ``storage`` maps ``"obs"``, ``"actions"``, ``"rewards"``, ``"next_obs"``, ``"terminated"`` to tensors of
+    ``capacity`` rows, of which the first ``size`` hold transitions. The result has the same keys, each
+    with ``batch_size`` rows: transitions drawn uniformly with replacement from rows ``0 .. size - 1``,
+    one row index per sampled transition for every field. ``generator`` is a ``torch.Generator`` to draw
+    with. Reference: :func:`rl_basics.agents.dqn.sample_transitions`.
+
+    Every stored field encodes its row (``rewards[i] = 1000 + i``, ``next_obs[i]`` differs from
+    ``obs[i + 1]``), so the check can tell which rows you returned.
+    """
+    import torch
+
+    rng, seed = _rng(seed)
+    exercise = "the replay sample"
+    again = f" (random inputs from seed={seed}: pass seed={seed} to the check to reproduce)"
+
+    def fail(message: str, inputs: str) -> None:
+        __tracebackhide__ = True
+        raise CheckFailed(f"{exercise}: {message}\n  inputs: {inputs}{again}")
+
+    def make_storage(capacity: int) -> dict:
+        rows = torch.arange(capacity, dtype=torch.float32)
+        return {
+            "obs": torch.stack([rows, rows + 0.25], dim=1),
+            "actions": torch.arange(capacity) % 3,
+            "rewards": 1000.0 + rows,
+            "next_obs": torch.stack([rows + 0.5, rows + 0.75], dim=1),  # not obs[i + 1]: episodes end, rows wrap
+            "terminated": (torch.arange(capacity) % 7 == 0).float(),
+        }
+
+    # a filling buffer first (its next row exists, so obs[i + 1] mistakes show as such), then a full one, then one row
+    cases = [(48, int(rng.integers(24, 40)), 16), (25, 25, 16), (50, 1, 8)]
+    for capacity, size, batch_size in cases:
+        inputs = f"a buffer of capacity {capacity} holding {size} transitions, batch_size={batch_size}"
+        storage = make_storage(capacity)
+        original = {k: v.clone() for k, v in storage.items()}
+        generator = torch.Generator().manual_seed(int(rng.integers(2**31)))
+        draws = []
+        for _ in range(max(1, 4000 // batch_size)):
+            try:
+                out = fn(storage, size, batch_size, generator)
+            except NotImplementedError:
+                raise CheckFailed(f"{exercise}: not done yet — replace `raise NotImplementedError` in your function "
+                                  "with your code, then run this check again.") from None
+            except Exception as exc:
+                raise CheckFailed(f"{exercise}: your function raised {type(exc).__name__}: {exc}\n  inputs: {inputs}"
+                                  f"{again}") from exc
+            if out is None:
+                fail("your function returned None: did you forget the `return` statement?", inputs)
+            if not isinstance(out, dict) or set(out) != set(storage):
+                fail(f"return a dict with the storage's keys {sorted(storage)}; you returned "
+                     f"{sorted(out) if isinstance(out, dict) else type(out).__name__}.", inputs)
+            if any(not torch.equal(storage[k], original[k]) for k in storage):
+                fail("your function changed the buffer's storage in place; sampling must only read it.", inputs)
+            for key, value in out.items():
+                expected = (batch_size, *storage[key].shape[1:])
+                if tuple(torch.as_tensor(value).shape) != expected:
+                    fail(f"out[{key!r}] has shape {tuple(torch.as_tensor(value).shape)}, expected {expected}: "
+                         "one row per sampled transition.", inputs)
+            index = torch.as_tensor(out["rewards"]).double() - 1000.0
+            if not torch.equal(index, index.round()) or (index < 0).any() or (index >= capacity).any():
+                fail("out['rewards'] holds values that are not in the buffer: return the stored rows "
+                     "(storage[key][index]) unchanged.", inputs)
+            index = index.long()
+            if (index >= size).any():
+                fail(f"you sampled rows at or beyond `size` ({size}): only the first `size` rows hold transitions, the "
+                     f"rest of the {capacity} rows are still empty (zeros in a real buffer). Draw indices in "
+                     "[0, size), not [0, capacity).", inputs)
+            if not torch.allclose(torch.as_tensor(out["next_obs"]).float(), storage["next_obs"][index]):
+                if torch.allclose(torch.as_tensor(out["next_obs"]).float(), storage["obs"][(index + 1) % capacity]):
+                    fail("your next_obs is obs[i + 1], the next row of the buffer: that is not the successor of "
+                         "transition i when its episode ended there (the next row starts another episode) or when the "
+                         "ring wrapped around. Return the stored next_obs[i].", inputs)
+                fail("out['next_obs'] does not belong to the same transitions as out['rewards']: use one index "
+                     "per sampled transition for every field.", inputs)
+            for key in ("obs", "actions", "terminated"):
+                if not torch.equal(torch.as_tensor(out[key]).to(storage[key].dtype), storage[key][index]):
+                    fail(f"out[{key!r}] does not belong to the same transitions as out['rewards']: draw the row "
+                         "indices once and use them for every field (separate draws per field tear the transitions "
+                         "apart).", inputs)
+            draws.append(index)
+        count = torch.bincount(torch.cat(draws), minlength=size)[:size]
+        expected = count.sum().item() / size
+        if size > 1 and (count.min() < 0.5 * expected or count.max() > 1.6 * expected):
+            never = int((count == 0).sum())
+            fail(f"the rows are not drawn uniformly: over {int(count.sum())} samples some rows came "
+                 f"{int(count.max())} times and some {int(count.min())} (about {expected:.0f} each expected"
+                 f"{f'; {never} rows never' if never else ''}). Replay draws every stored transition with equal "
+                 "probability (e.g. torch.randint(size, (batch_size,), generator=generator)); returning the latest "
+                 "transitions brings back the correlated, recent data the buffer exists to break up.", inputs)
+    print(f"✓ {exercise}: correct on all {len(cases)} test cases (4,000 samples each), random ones from seed {seed}.")
+
+
+@learner_check
+def check_double_dqn_target(fn: Callable, *, seed: int | None = None) -> None:
+    """Check ``fn(rewards, next_q_online, next_q_target, terminated, gamma) -> (B,)``: the Double DQN target.
+
+    ``r + gamma * (1 - terminated) * next_q_target[b, argmax_a next_q_online[b, a]]``: the online network
+    chooses the next action, the target network evaluates it; no gradient. ``rewards``, ``terminated``
+    ``(B,)``; ``next_q_online``, ``next_q_target`` ``(B, A)``. Reference:
+    :func:`rl_basics.agents.dqn.td_target` with ``next_q_online``.
+    """
+    import torch
+
+    from rl_basics.agents.dqn import td_target
+
+    rng, seed = _rng(seed)
+    cases = []
+    for B, A, g in ((10, 4, 0.99), (8, 2, 0.9), (6, 6, 0.5)):
+        terminated, _ = _flags(rng, B)
+        rewards = torch.tensor(np.round(rng.normal(size=B), 3), dtype=torch.float32)
+        cases.append(Case(f"random batch of {B} transitions, {A} actions, gamma={g}, some terminated",
+                          (rewards, _q_batch(rng, B, A), _q_batch(rng, B, A), terminated, g)))
+    cases += [
+        Case("edge case: the two networks prefer different actions in every row",
+             (torch.zeros(2), torch.tensor([[1.0, 0.0], [0.0, 1.0]]), torch.tensor([[0.0, 5.0], [5.0, 0.0]]),
+              torch.zeros(2), 1.0)),
+        Case("edge case: every transition terminated",
+             (torch.ones(3), _q_batch(rng, 3, 2), _q_batch(rng, 3, 2), torch.ones(3), 0.99)),
+    ]
+
+    def reference(r, q_online, q_target, term, g):
+        return td_target(r, q_target, term, g, q_online)
+
+    def evaluate(q_choose, q_value):
+        return q_value.gather(1, q_choose.argmax(dim=1, keepdim=True)).squeeze(1)
+
+    mistakes = [
+        Mistake("you take max_a' Q_target(s', a'): that is plain DQN's target, which overestimates. Double DQN "
+                "picks the action with the *online* network, a* = argmax_a' Q_online(s', a'), and evaluates it "
+                "with the target network, Q_target(s', a*).",
+                lambda r, qo, qt, term, g: td_target(r, qt, term, g)),
+        Mistake("you evaluate the chosen action with the online network (max_a' Q_online(s', a')): the same "
+                "network picks and evaluates, so the max bias is back. Evaluate a* with the target network.",
+                lambda r, qo, qt, term, g: td_target(r, qo, term, g)),
+        Mistake("the roles are swapped: the online network chooses (argmax), the target network evaluates.",
+                lambda r, qo, qt, term, g: r + g * (1 - term) * evaluate(qt, qo)),
+        Mistake("you bootstrap even when the episode terminated: multiply the bootstrap term by (1 - terminated).",
+                lambda r, qo, qt, term, g: td_target(r, qt, torch.zeros_like(term), g, qo)),
+        Mistake("the discount gamma is missing.", lambda r, qo, qt, term, g: td_target(r, qt, term, 1.0, qo)),
+    ]
+    exercise = "the Double DQN target"
+    check_function(fn, reference, cases, exercise=exercise, mistakes=mistakes, seed=seed, atol=1e-5, rtol=1e-5,
+                   arg_names=("rewards", "next_q_online", "next_q_target", "terminated", "gamma"), quiet=True)
+    _no_gradient_through_target(fn, cases[0], (1, 2), exercise, seed)
+    print(f"✓ {exercise}: correct on all {len(cases)} test cases, random ones from seed {seed}.")

@@ -250,8 +250,32 @@ def _rgae(r, v, m, g, lam, respect_mask=True):
     return A * m
 
 
+def _softmax(H, axis):
+    """A learner's stable softmax along ``axis`` (for the gradient-bandit mistakes)."""
+    e = np.exp(H - H.max(axis=axis, keepdims=True))
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+def _incremental_forgets_counts(Q, N, a, r, alpha):
+    Q = Q.copy()
+    runs = np.arange(len(Q))
+    step = 1 / (N[runs, a] + 1) if alpha is None else alpha
+    Q[runs, a] += step * (r - Q[runs, a])
+    return Q, N
+
+
 WRONG = [
     # (check, wrong solution, a fragment of the hint it must get)
+    ("check_incremental_update", lambda Q, N, a, r, al: (Q + (r[:, None] - Q) / (N + 1), N + np.eye(Q.shape[1])[a]),
+     "only the pulled arm of each run"),
+    ("check_incremental_update", _incremental_forgets_counts, "counts N are not updated"),
+    ("check_ucb_scores", lambda Q, N, t, c: np.where(N > 0, Q + c * np.log(t) / np.maximum(N, 1), np.inf),
+     "square root is missing"),
+    ("check_ucb_scores", lambda Q, N, t, c: Q + c * np.sqrt(np.log(t) / np.maximum(N, 1)), "must score +inf"),
+    ("check_gradient_bandit_update",
+     lambda H, a, r, b, al: H + al * r[:, None] * (np.eye(H.shape[1])[a] - _softmax(H, 1)), "baseline is missing"),
+    ("check_gradient_bandit_update",
+     lambda H, a, r, b, al: H + al * (r - b)[:, None] * (np.eye(H.shape[1])[a] - _softmax(H, 0)), "taken over the runs"),
     ("check_discounted_return", lambda r, g: float(np.sum(r)), "discount is missing"),
     ("check_discounted_return", lambda r, g: sum(g ** (k + 1) * x for k, x in enumerate(r)), "off by one"),
     ("check_discounted_return", _wrong_discount_reversed, "reverse order"),
@@ -335,8 +359,18 @@ def test_check_gives_the_right_hint_for_a_wrong_solution(name, wrong, hint):
         assert f"seed={seed}" in str(info.value) or "seed" not in hint
 
 
+def _tested_in_chapter_modules() -> set[str]:
+    """Checks whose wrong solutions are tested in their chapter's own test module (``WRONG`` in tests/test_dqn.py)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("_dqn_chapter_tests", Path(__file__).with_name("test_dqn.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return set(module.WRONG)
+
+
 def test_every_check_has_wrong_solutions_that_it_catches():
-    covered = {name for name, _, _ in WRONG}
+    covered = {name for name, _, _ in WRONG} | _tested_in_chapter_modules()
     assert set(ALL_CHECKS) <= covered, f"checks with no wrong-solution test: {sorted(set(ALL_CHECKS) - covered)}"
 
 

@@ -1,4 +1,4 @@
-"""Policy-gradient agents in torch, one algorithm per module.
+"""Deep reinforcement-learning agents in torch, one algorithm per module.
 
 - ``rl_basics.agents.core``       the shared pieces: GAE, the clipped PPO losses, masked
   statistics, actor and critic networks for ``Discrete`` and ``Box`` action spaces,
@@ -6,6 +6,8 @@
 - ``rl_basics.agents.reinforce``  REINFORCE, with or without a learned baseline (chapter 4)
 - ``rl_basics.agents.a2c``        advantage actor-critic over vector envs, n-step / GAE(lambda) (chapter 5)
 - ``rl_basics.agents.ppo``        proximal policy optimisation, clipped surrogate (chapter 6)
+- ``rl_basics.agents.dqn``        deep Q-networks and Double DQN: replay buffer, target network, Huber loss
+  (the chapter on value-function approximation and DQN)
 
 Every agent module has a ``XConfig`` dataclass (one docstring per hyperparameter,
 validated on construction) and ``train(env, config, seed=0, progress=True) -> TrainResult``.
