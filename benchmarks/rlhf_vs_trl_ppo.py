@@ -25,7 +25,7 @@ What it does:
      models (the value model initialised from the reward model), full fine-tuning.
 
 4. Measures episodes (sampled responses) per second of training, the peak resident memory of
-   each process, and the gold reward (chapter 8's gold rater) of each trained policy on the
+   each process, and the gold reward (chapter 10's gold rater) of each trained policy on the
    held-out prompts after the same number of episodes, with the same evaluation code.
 5. Prints the speed ratio and writes its section of ``benchmarks/RESULTS.md`` (between the
    ``rlhf-vs-trl-ppo`` markers; other benchmarks own the rest of the file).
@@ -71,7 +71,7 @@ TRL_PEER_VERSION = "1.12.0"
 
 
 def default_settings(args: argparse.Namespace) -> dict:
-    """The settings both trainers share (chapter 9's defaults for the tiny world)."""
+    """The settings both trainers share (chapter 11's defaults for the tiny world)."""
     return {
         "seed": args.seed,
         "threads": args.threads,
@@ -350,7 +350,7 @@ def report(settings: dict, results: dict, evals: dict, versions: dict, wall: flo
         f"{settings['num_mini_batches']} minibatches x {settings['ppo_epochs']} PPO epochs, "
         f"{settings['total_episodes']} episodes, temperature {settings['temperature']}, KL coefficient "
         f"{settings['kl_coef']}, seeds {', '.join(map(str, settings['seeds']))} (each trainer once per seed). "
-        f"Gold reward: chapter 8's gold rater on {evals['n_prompts']} held-out prompts, "
+        f"Gold reward: chapter 10's gold rater on {evals['n_prompts']} held-out prompts, "
         f"{settings['eval_samples']} sample(s) each, averaged "
         "over the seeds (± the standard error of that mean across seeds, which includes the sampling error); "
         "speeds and the other columns are means over the seeds; KL to the SFT policy in nats per response; every "

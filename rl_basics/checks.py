@@ -1,4 +1,4 @@
-"""Check functions for the classic-RL exercises (chapters 0-6).
+"""Check functions for the classic-RL exercises (chapters 0-8).
 
 Each ``check_*`` takes the learner's function, runs it and the course's reference on fresh
 random inputs (a new seed every call, printed on failure so it can be reproduced with
@@ -202,7 +202,7 @@ def check_bellman_expectation_backup(fn: Callable, *, seed: int | None = None) -
                    mistakes=mistakes, seed=seed)
 
 
-# ============================================================================ chapter 1: dynamic programming
+# ============================================================================ chapter 2: dynamic programming
 
 
 @learner_check
@@ -325,7 +325,7 @@ def check_policy_evaluation(fn: Callable, *, seed: int | None = None) -> None:
                    atol=1e-6, rtol=1e-6)
 
 
-# ============================================================================ chapter 2: Monte-Carlo
+# ============================================================================ chapter 3: Monte-Carlo
 
 
 @learner_check
@@ -392,7 +392,7 @@ def check_weighted_importance_sampling_update(fn: Callable, *, seed: int | None 
                    mistakes=mistakes, seed=seed)
 
 
-# ============================================================================ chapter 3: temporal difference
+# ============================================================================ chapter 4: temporal difference
 
 
 def _td_case_args(rng, nS, nA=None):
@@ -531,7 +531,7 @@ def check_expected_sarsa_target(fn: Callable, *, seed: int | None = None) -> Non
     check_function(fn, expected_sarsa_target, cases, exercise="the Expected SARSA target", mistakes=mistakes, seed=seed)
 
 
-# ============================================================================ chapter 4: policy gradients
+# ============================================================================ chapter 6: policy gradients
 
 
 @learner_check
@@ -617,7 +617,7 @@ def check_reinforce_loss(fn: Callable, *, seed: int | None = None) -> None:
                    atol=1e-5, rtol=1e-4, grad_args=(0, 2))
 
 
-# ============================================================================ chapter 5: actor-critic
+# ============================================================================ chapter 7: actor-critic
 
 
 def _rollout(rng, T, N, truncation=True):
@@ -737,7 +737,7 @@ def check_gae(fn: Callable, *, seed: int | None = None) -> None:
                    arg_names=("rewards", "values", "next_values", "terminated", "episode_end", "gamma", "lam"))
 
 
-# ============================================================================ chapter 6: PPO
+# ============================================================================ chapter 8: PPO
 
 
 def _ppo_cases(rng) -> list[Case]:

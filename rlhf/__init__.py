@@ -1,6 +1,6 @@
 """rlhf: language-model alignment helpers of the course (tiny world, SFT, reward models, PPO-RLHF).
 
-Chapters 7–8 (the offline tiny world and its first two RLHF stages):
+Chapters 9–10 (the offline tiny world and its first two RLHF stages):
 
 - :mod:`rlhf.paths` — where data lives (``$RL_COURSE_DATA``, the checkout's ``data/``, or
   ``~/.cache/rl-course``) and the file-locked, atomic cache of built artifacts;
@@ -15,7 +15,7 @@ Chapters 7–8 (the offline tiny world and its first two RLHF stages):
 - :mod:`rlhf.sft`, :mod:`rlhf.preferences`, :mod:`rlhf.reward` — SFT with TRL's ``SFTTrainer``,
   preference data and its validation, reward modelling with TRL's ``RewardTrainer``.
 
-Chapters 9–10 (PPO-RLHF and beyond):
+Chapters 11–12 (PPO-RLHF and beyond):
 
 - :mod:`rlhf.value_head` — policy, reference and value on one frozen base (LoRA adapters);
 - :mod:`rlhf.ppo_rollout`, :mod:`rlhf.ppo` — the course's PPO trainer for language models;

@@ -1,10 +1,10 @@
-"""Beyond PPO: DPO, GRPO and RLOO with TRL, and one yardstick for every method (chapter 10).
+"""Beyond PPO: DPO, GRPO and RLOO with TRL, and one yardstick for every method (chapter 12).
 
-Chapter 9 trains the policy with the course's own PPO trainer (:mod:`rlhf.ppo`). This module
+Chapter 11 trains the policy with the course's own PPO trainer (:mod:`rlhf.ppo`). This module
 trains the same SFT policy, on the same prompts, with three methods that drop a piece of PPO:
 
 * **DPO** (Rafailov et al. 2023, TRL's ``DPOTrainer``) drops sampling and the reward model:
-  it fits the policy to chapter 8's *fixed* preference pairs with a logistic loss on the
+  it fits the policy to chapter 10's *fixed* preference pairs with a logistic loss on the
   log-ratio to the reference. Offline: the data never changes during training.
 * **GRPO** (Shao et al. 2024, TRL's ``GRPOTrainer``) and **RLOO** (Ahmadian et al. 2024,
   TRL's ``RLOOTrainer``) keep on-policy sampling and the reward model but drop the critic:
@@ -13,12 +13,12 @@ trains the same SFT policy, on the same prompts, with three methods that drop a 
 
 The wrappers are thin: each builds the TRL config from a small settings dataclass, trains,
 and returns the policy with its wall-clock time and TRL's log. By default every method
-trains a LoRA adapter with the same configuration as chapter 9's PPO policy (so all of them
+trains a LoRA adapter with the same configuration as chapter 11's PPO policy (so all of them
 change the same parameters, and the reference is the SFT model with the adapter disabled).
 
 :func:`evaluate_policy` is the shared yardstick: it samples responses to held-out prompts
 with the course's sampler (:func:`rlhf.ppo_rollout.sample_tokens`, the same random numbers
-for every policy) and measures the gold reward (chapter 8's gold rater), the KL divergence
+for every policy) and measures the gold reward (chapter 10's gold rater), the KL divergence
 to the reference (summed over the response, in nats), the proxy reward-model score and the
 response length.
 """
@@ -61,7 +61,7 @@ class PolicyEvaluation:
     """
 
     gold: np.ndarray
-    """``(n,)`` gold score of prompt + response (chapter 8's gold rater), in [0, 1]."""
+    """``(n,)`` gold score of prompt + response (chapter 10's gold rater), in [0, 1]."""
     kl: np.ndarray
     """``(n,)`` ``sum_t log pi(a_t|s_t) - log pi_ref(a_t|s_t)`` over the response: an unbiased
     estimate of the sequence-level ``KL(pi || pi_ref)`` in nats (k1 estimator)."""
@@ -200,7 +200,7 @@ def evaluate_policy(
     """Gold reward, KL to the reference, proxy reward and length of a policy's samples.
 
     Args:
-        policy: a causal LM (or a peft model; ``trainer.policy_value.model`` for chapter 9's
+        policy: a causal LM (or a peft model; ``trainer.policy_value.model`` for chapter 11's
             PPO, see :func:`ppo_policy`).
         tokenizer: its tokenizer (pad distinct from EOS).
         prompts: held-out prompts, one sample each.
@@ -210,7 +210,7 @@ def evaluate_policy(
             function; None uses :class:`rlhf.gold.GoldRater` with its defaults.
         reward_scorer: optional :class:`rlhf.ppo_rollout.RewardScorer` for the proxy reward.
         max_new_tokens, temperature: the sampling settings of the methods being compared
-            (chapter 9's PPO: 32 tokens at temperature 1).
+            (chapter 11's PPO: 32 tokens at temperature 1).
         seed: seeds the sampler (same seed: same random numbers for every policy).
         batch_size: prompts per generation batch.
     """
@@ -234,7 +234,7 @@ def evaluate_policy(
 
 
 def ppo_policy(trainer) -> PeftModel:
-    """Chapter 9's trained PPO policy as a peft model for :func:`evaluate_policy`.
+    """Chapter 11's trained PPO policy as a peft model for :func:`evaluate_policy`.
 
     The course's PPO keeps policy, value and reference on one base: the ``"policy"`` LoRA
     adapter is made the active one, and with adapters disabled the same model is the
@@ -253,7 +253,7 @@ def ppo_policy(trainer) -> PeftModel:
 class ScoreNormalizer:
     """Turns raw scores into PPO's reward: ``(score - mean) / std``, minus a penalty without EOS.
 
-    Chapter 9's PPO normalises reward-model scores with the mean and std of the reference
+    Chapter 11's PPO normalises reward-model scores with the mean and std of the reference
     policy's samples and subtracts ``missing_eos_penalty`` from responses that never end;
     the GRPO/RLOO reward functions below do exactly the same, so every method optimises the
     same reward (:meth:`calibrate` computes the statistics once, from SFT samples).
@@ -300,7 +300,7 @@ class _TRLReward:
 
 
 class RewardModelReward(_TRLReward):
-    """The reward model as a TRL reward function, scored exactly as chapter 9's PPO scores it.
+    """The reward model as a TRL reward function, scored exactly as chapter 11's PPO scores it.
 
     TRL would also accept the reward model itself, but it scores ``prompt + completion``
     text without the EOS token the model was trained to see at the end of a finished
@@ -352,7 +352,7 @@ class GoldReward(_TRLReward):
 
 @dataclass
 class DPOSettings:
-    """DPO on chapter 8's preference pairs (TRL ``DPOConfig`` underneath)."""
+    """DPO on chapter 10's preference pairs (TRL ``DPOConfig`` underneath)."""
 
     beta: float = 0.1
     """Strength of the implicit KL regularisation: DPO's loss is
@@ -372,7 +372,7 @@ class DPOSettings:
     lora: bool = True
     """Train a LoRA adapter (the reference is the adapter-disabled base) instead of every weight."""
     lora_r: int = 16
-    """LoRA rank (chapter 9's PPO uses the same)."""
+    """LoRA rank (chapter 11's PPO uses the same)."""
     lora_alpha: float = 32.0
     """LoRA scaling numerator."""
     lora_targets: tuple[str, ...] = PHI2_LORA_TARGETS
@@ -390,7 +390,7 @@ class DPOSettings:
 class GroupSettings:
     """GRPO or RLOO: on-policy sampling in groups, no critic (TRL ``GRPOConfig`` / ``RLOOConfig``).
 
-    One *generation batch* is ``prompts_per_batch * num_generations`` responses (chapter 9's
+    One *generation batch* is ``prompts_per_batch * num_generations`` responses (chapter 11's
     PPO samples 64 per step: 16 prompts x 4 here); it is split into ``minibatches`` optimizer
     steps, and reused ``num_iterations`` times (PPO's epochs: with more than one, the clipped
     importance ratio keeps the reuse safe, as in PPO).
@@ -399,7 +399,7 @@ class GroupSettings:
     algorithm: Literal["grpo", "rloo"] = "grpo"
     """``grpo``: advantage = (r - group mean) / group std; ``rloo``: r - mean of the *other* responses."""
     total_episodes: int = 640
-    """Responses sampled over the whole run (chapter 9 counts PPO's budget the same way)."""
+    """Responses sampled over the whole run (chapter 11 counts PPO's budget the same way)."""
     num_generations: int = 4
     """Responses per prompt (the group whose mean reward is the baseline)."""
     prompts_per_batch: int = 16
@@ -410,17 +410,17 @@ class GroupSettings:
     """Passes over each generation batch (mu in the GRPO paper; PPO's ``ppo_epochs``)."""
     beta: float = 0.05
     """KL coefficient: GRPO adds ``beta * KL`` (k3 estimator) to the loss, RLOO subtracts
-    ``beta * KL`` from the reward. Chapter 9's PPO uses ``kl_coef = 0.05``."""
+    ``beta * KL`` from the reward. Chapter 11's PPO uses ``kl_coef = 0.05``."""
     learning_rate: float = 3e-4
-    """AdamW learning rate of the LoRA adapter (chapter 9's PPO: 3e-4)."""
+    """AdamW learning rate of the LoRA adapter (chapter 11's PPO: 3e-4)."""
     lr_schedule: str = "linear"
     """``transformers`` scheduler name."""
     clip_coef: float = 0.2
     """Ratio clipping epsilon (matters when ``num_iterations > 1``)."""
     max_new_tokens: int = 32
-    """Longest response (chapter 9: 32)."""
+    """Longest response (chapter 11: 32)."""
     temperature: float = 1.0
-    """Sampling temperature (chapter 9: 1.0)."""
+    """Sampling temperature (chapter 11: 1.0)."""
     max_grad_norm: float = 1.0
     """Gradient-norm clipping."""
     loss_type: str | None = None
@@ -428,7 +428,7 @@ class GroupSettings:
     lora: bool = True
     """Train a LoRA adapter (the reference is the adapter-disabled base)."""
     lora_r: int = 16
-    """LoRA rank (chapter 9's PPO uses the same)."""
+    """LoRA rank (chapter 11's PPO uses the same)."""
     lora_alpha: float = 32.0
     """LoRA scaling numerator."""
     lora_targets: tuple[str, ...] = PHI2_LORA_TARGETS
@@ -596,7 +596,7 @@ def train_dpo(
         policy: the SFT policy (copied first unless ``copy_policy=False``); it is also the reference.
         tokenizer: its tokenizer.
         preferences: a ``datasets.Dataset`` or a JSON-lines path with ``prompt``, ``chosen``
-            and ``rejected`` columns (chapter 8's :func:`rlhf.stages.preference_dataset_path`);
+            and ``rejected`` columns (chapter 10's :func:`rlhf.stages.preference_dataset_path`);
             ``chosen``/``rejected`` are responses to ``prompt``, without the prompt.
         settings: :class:`DPOSettings`.
         seed: seeds TRL (initialisation of the adapter, data order).
@@ -670,9 +670,9 @@ def train_group(
     Args:
         policy: the SFT policy (copied first unless ``copy_policy=False``); also the reference.
         tokenizer: its tokenizer.
-        prompts: the training prompts (chapter 9's PPO uses :func:`rlhf.tiny_world.load_prompts`
+        prompts: the training prompts (chapter 11's PPO uses :func:`rlhf.tiny_world.load_prompts`
             ``("train")``).
-        reward: a TRL reward function, e.g. :class:`RewardModelReward` (the proxy chapter 9
+        reward: a TRL reward function, e.g. :class:`RewardModelReward` (the proxy chapter 11
             optimises) or :class:`GoldReward` (the ceiling); calibrate it first.
         settings: :class:`GroupSettings`.
         seed: seeds TRL (adapter initialisation, prompt order, sampling).

@@ -1,4 +1,4 @@
-"""Check functions for the language-model exercises (chapters 7-10).
+"""Check functions for the language-model exercises (chapters 9-12).
 
 Same machinery as :mod:`rl_basics.checks` (see :mod:`rl_basics.exercises`): each ``check_*``
 compares the learner's function with the course's reference on fresh random tensors and edge
@@ -58,7 +58,7 @@ def _prefix_mask(rng, B: int, T: int, full_row: bool = True) -> torch.Tensor:
     return _t(np.arange(T)[None, :] < lengths[:, None])
 
 
-# ============================================================================ chapter 7: LMs as policies
+# ============================================================================ chapter 9: LMs as policies
 
 
 @learner_check
@@ -159,7 +159,7 @@ def check_kl_estimators(fn: Callable, *, seed: int | None = None) -> None:
                    atol=ATOL, rtol=RTOL)
 
 
-# ============================================================================ chapter 8: reward modelling
+# ============================================================================ chapter 10: reward modelling
 
 
 @learner_check
@@ -214,7 +214,7 @@ def check_preference_probability(fn: Callable, *, seed: int | None = None) -> No
                    mistakes=mistakes, seed=seed)
 
 
-# ============================================================================ chapter 9: PPO-RLHF
+# ============================================================================ chapter 11: PPO-RLHF
 
 
 def _rlhf_batch(rng, B, T):
@@ -278,7 +278,7 @@ def check_kl_penalized_rewards(fn: Callable, *, seed: int | None = None) -> None
 def check_response_gae(fn: Callable, *, seed: int | None = None) -> None:
     """Check ``fn(rewards, values, mask, gamma, lam) -> advantages (B, T)``: GAE over response tokens.
 
-    Rows are responses (batch on axis 0, tokens on axis 1: the transpose of chapter 5's
+    Rows are responses (batch on axis 0, tokens on axis 1: the transpose of chapter 7's
     layout), right-padded, ``mask`` 1 on real tokens. The episode ends at each row's last real
     token: no bootstrapping from the value of a padding token and no recursion across it. The
     advantages are 0 on padding. Reference: :func:`rlhf.ppo.response_advantages` (built on
@@ -338,7 +338,7 @@ def _forward_gae(r, v, m, g, lam):
     return out * m
 
 
-# ============================================================================ chapter 10: beyond PPO
+# ============================================================================ chapter 12: beyond PPO
 
 
 @learner_check

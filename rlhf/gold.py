@@ -16,7 +16,7 @@ The product is what makes reward hacking visible: ``"great great great great"`` 
 positive for VADER but its fluency is 0, so its gold score is 0 — while a learned reward
 model that has only seen fluent reviews may score it highly.
 
-The gold rater is the ground truth of chapters 8–10. It is never the trained reward model:
+The gold rater is the ground truth of chapters 10–12. It is never the trained reward model:
 the reward model only sees the annotator's noisy labels.
 
 The :class:`Annotator` labels a pair (a, b) by a Bradley–Terry coin flip,

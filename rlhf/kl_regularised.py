@@ -1,8 +1,8 @@
 """The KL-regularised objective of RLHF, solved exactly on a finite set of responses.
 
 For one prompt with finitely many responses ``y``, reference probabilities ``pi_ref(y)`` and a
-reward ``r(y)``, the objective that PPO-RLHF optimises (chapter 9) and DPO reparametrises
-(chapter 10),
+reward ``r(y)``, the objective that PPO-RLHF optimises (chapter 11) and DPO reparametrises
+(chapter 12),
 
 .. math:: \\max_\\pi \\; \\mathbb{E}_{y \\sim \\pi}[r(y)] - \\beta\\, \\mathrm{KL}(\\pi \\,\\|\\, \\pi_\\text{ref}),
 

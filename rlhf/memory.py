@@ -67,14 +67,14 @@ def ppo_memory_estimate(
     Args:
         config: the model's configuration (:func:`phi2_config` for phi-2).
         lora_r: rank of the policy and value adapters (trained in fp32 with Adam). The policy's
-            adapter covers every linear layer and ``lm_head`` (``POLICY_LORA_TARGETS``, chapter 9's
+            adapter covers every linear layer and ``lm_head`` (``POLICY_LORA_TARGETS``, chapter 11's
             default), the value's every linear layer but ``lm_head`` (``PHI2_LORA_TARGETS``).
         batch_size: prompts per PPO step (the generation batch of one GPU).
         minibatch_size: sequences per optimizer step.
         prompt_length, response_length: tokens; a sequence has ``prompt_length + response_length``.
         weight_bytes: bytes per frozen base weight: 2 (bf16), 1 (8-bit), about 0.5 (4-bit).
         separate_reward_model: the reward model is a second full model of the same size in the
-            same dtype (the course's chapter 8 reward model); False: it is not on this GPU.
+            same dtype (the course's chapter 10 reward model); False: it is not on this GPU.
         value_model: the critic (``PPOConfig.value_model``): ``"adapter"``, a second adapter
             whose pass through the base keeps its own activations, or ``"reward"``, a head
             (a fixed prior, not trained, + an MLP as wide as the hidden size) on the reward model's hidden states: no

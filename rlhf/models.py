@@ -47,7 +47,7 @@ PHI2 = "microsoft/phi-2"
 PHI2_LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "dense", "fc1", "fc2")
 """phi-2's linear layers: attention query/key/value and output (``dense``), MLP ``fc1``/``fc2``."""
 POLICY_LORA_TARGETS = (*PHI2_LORA_TARGETS, "lm_head")
-"""What the PPO policy's LoRA adapter covers (chapter 9): every linear layer, the output layer (``lm_head``)
+"""What the PPO policy's LoRA adapter covers (chapter 11): every linear layer, the output layer (``lm_head``)
 included; on the tiny model it lifts the gold reward PPO reaches. (TRL's GRPO/RLOO refuse an adapter there.)"""
 PAD_TOKEN = "<|pad|>"
 AUTO_MIN_GPU_MEMORY_GIB = 14.0

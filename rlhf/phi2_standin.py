@@ -4,7 +4,7 @@ phi-2 itself cannot be fetched here (or in CI), yet the course's destination is
 ``load_model("microsoft/phi-2")``. This module builds a small ``PhiForCausalLM`` that carries
 phi-2's conventions and installs it as the local Hugging Face cache entry of ``microsoft/phi-2``,
 so that with ``HF_HUB_OFFLINE=1`` the very calls a learner's GPU makes resolve to it:
-``load_model("microsoft/phi-2")``, ``RL_COURSE_MODEL=microsoft/phi-2`` in notebooks 07–10, and
+``load_model("microsoft/phi-2")``, ``RL_COURSE_MODEL=microsoft/phi-2`` in notebooks 09–12, and
 ``rlhf-pipeline --model microsoft/phi-2`` (the ``phi-2`` preset, LoRA in every stage).
 
 What it shares with phi-2 (and the tiny world's own model does not all have):

@@ -75,7 +75,7 @@ _TRAIN_STREAM, _REWARD_STATS_STREAM, _GENERATE_STREAM, _MINIBATCH_STREAM = 0, 1,
 
 @dataclass
 class PPOConfig:
-    """Hyperparameters of PPO-RLHF. Defaults suit the tiny world on a CPU; for phi-2 see notebook 09."""
+    """Hyperparameters of PPO-RLHF. Defaults suit the tiny world on a CPU; for phi-2 see notebook 11."""
 
     batch_size: int = 64
     """Prompts (= responses) per PPO step, over all processes together."""
@@ -305,7 +305,7 @@ class PPOTrainer:
         config: hyperparameters (``PPOConfig()`` if None).
         seed: seeds every random choice (prompts, samples, minibatches).
         gold_fn: optional ground truth, ``texts -> scores`` on whole texts (prompt + response),
-            logged as ``reward/gold`` and never used for training (chapter 8's gold rater).
+            logged as ``reward/gold`` and never used for training (chapter 10's gold rater).
         accelerator: an ``accelerate.Accelerator`` (a default one if None: CPU or one GPU, or
             whatever ``accelerate launch`` set up).
         checkpoint_dir: where checkpoints go (``step-NNNNNN/``), needed for ``checkpoint_every``

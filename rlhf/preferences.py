@@ -7,7 +7,7 @@ A preference dataset has TRL's explicit-prompt format, one row per comparison::
 ``chosen`` and ``rejected`` are *completions* of ``prompt`` (the reward model reads
 ``prompt + completion``). The tiny world's rows also carry the gold scores of both
 reviews (``chosen_gold``, ``rejected_gold``) and a ``split`` ("train" or "eval") so that
-chapter 8 can compare the reward model with the ground truth; TRL ignores extra columns.
+chapter 10 can compare the reward model with the ground truth; TRL ignores extra columns.
 """
 
 from __future__ import annotations

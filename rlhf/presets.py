@@ -3,7 +3,7 @@
 A :class:`ModelPreset` names the base model, how it is loaded (dtype, 4-bit base on GPUs without
 native bf16), the LoRA targets, the settings of every stage (SFT, preference data, reward model,
 PPO), the annotator's and the gold rater's configuration, and where its stages are cached. The
-command line (``rlhf-pipeline``), ``accelerate launch``, the MLRun job and notebooks 07–10 all take
+command line (``rlhf-pipeline``), ``accelerate launch``, the MLRun job and notebooks 09–12 all take
 their set-up from here, so a fix lands everywhere at once.
 
 =========  ======================================  ===============================================
@@ -51,11 +51,11 @@ class ModelPreset:
     model: str
     """The base model as :func:`rlhf.models.load_model` takes it: ``"tiny"``, a hub id or a directory."""
     sft: SFTSettings
-    """Supervised fine-tuning (chapter 7)."""
+    """Supervised fine-tuning (chapter 9)."""
     preferences: PreferenceSettings
-    """How preference pairs are sampled and labelled (chapter 8)."""
+    """How preference pairs are sampled and labelled (chapter 10)."""
     reward: RewardSettings
-    """Reward-model training (chapter 8)."""
+    """Reward-model training (chapter 10)."""
     gold: GoldRaterConfig
     """The gold rater of evaluation and of the annotator that labels the pairs: the same on both sides."""
     ppo: dict[str, Any] = field(default_factory=dict)

@@ -9,7 +9,7 @@ responses stay around 10–40 tokens and always have a chance to emit EOS.
 The demonstrations are **half positive, half negative** on purpose: SFT imitates, so it
 would copy any sentiment bias of its data. Keeping them balanced leaves the SFT policy in
 the middle of the gold scale and makes the *alignment* (preferring positive, fluent
-reviews) the job of the reward model and PPO in chapters 8–9, where we can measure it.
+reviews) the job of the reward model and PPO in chapters 10–11, where we can measure it.
 
 The loss is on the completion tokens only (TRL's default for prompt-completion data); TRL
 appends EOS to every completion.

@@ -1,9 +1,9 @@
 """The cached stages of the RLHF pipeline, for any preset: SFT policy, preference data, reward model.
 
     >>> from rlhf import stages
-    >>> stages.sft_model_dir()                       # the tiny world's SFT policy, chapter 7
-    >>> stages.preference_dataset_path()             # annotator-labelled pairs, chapter 8
-    >>> stages.reward_model_dir()                    # reward model, chapter 8
+    >>> stages.sft_model_dir()                       # the tiny world's SFT policy, chapter 9
+    >>> stages.preference_dataset_path()             # annotator-labelled pairs, chapter 10
+    >>> stages.reward_model_dir()                    # reward model, chapter 10
     >>> stages.reward_model_dir(presets.phi2())      # the same pipeline for phi-2 (LoRA), on a GPU
 
 Each stage is built on first use into ``<preset.stage_root()>/<stage>-<key>`` (see

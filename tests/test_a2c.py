@@ -1,5 +1,5 @@
 """A2C: hyperparameter validation, bad input, n-step returns, seeding, the Box path.
-(CartPole-v1 to 475 is asserted in notebook 05.)"""
+(CartPole-v1 to 475 is asserted in notebook 07.)"""
 
 import gymnasium as gym
 import numpy as np

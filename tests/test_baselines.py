@@ -1,6 +1,6 @@
 """rlhf.baselines: the shared evaluation, the reward functions handed to TRL, and the DPO /
 GRPO / RLOO wrappers, on a randomly initialised tiny Phi (seconds; no tiny-world build needed).
-Notebook 10 runs the real comparison on the tiny world."""
+Notebook 12 runs the real comparison on the tiny world."""
 
 import numpy as np
 import pytest
@@ -72,7 +72,7 @@ def test_group_settings_reject_bad_values(kwargs, match):
 
 def test_group_settings_count_steps_like_ppo():
     s = B.GroupSettings(total_episodes=640, prompts_per_batch=16, num_generations=4, minibatches=4, num_iterations=2)
-    assert s.generation_batch == 64  # chapter 9's PPO batch
+    assert s.generation_batch == 64  # chapter 11's PPO batch
     assert s.optimizer_steps == 10 * 4 * 2
 
 

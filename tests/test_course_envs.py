@@ -37,7 +37,7 @@ def test_ansi_render(env_id):
 
 
 def test_random_walk_true_values_from_dp():
-    """Example 6.2: v(A..E) = 1/6 .. 5/6, from chapter 1's policy evaluation on the env's model."""
+    """Example 6.2: v(A..E) = 1/6 .. 5/6, from chapter 2's policy evaluation on the env's model."""
     env = gym.make("rl_basics/RandomWalk-v0")
     V, _ = dp.policy_evaluation(env, np.ones((7, 1)), gamma=1.0, theta=1e-12)
     np.testing.assert_allclose(V[1:6], np.arange(1, 6) / 6, atol=1e-9)

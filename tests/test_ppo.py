@@ -1,5 +1,5 @@
 """PPO: hyperparameter validation, bad input, the autoreset mask, seeding, checkpoints, and
-a Gaussian policy that learns on Pendulum-v1. (CartPole-v1 to 475 is asserted in notebook 06.)"""
+a Gaussian policy that learns on Pendulum-v1. (CartPole-v1 to 475 is asserted in notebook 08.)"""
 
 import gymnasium as gym
 import numpy as np

@@ -136,6 +136,6 @@ def test_malformed_jsonl_line_names_file_line_and_fields(tmp_path):
 
 
 def test_hub_dataset_offline_is_a_clear_connection_error():
-    # conftest sets HF_DATASETS_OFFLINE=1: the real-data path must fail clearly (notebook 08 then skips it)
+    # conftest sets HF_DATASETS_OFFLINE=1: the real-data path must fail clearly (notebook 10 then skips it)
     with pytest.raises(ConnectionError, match="Anthropic/hh-rlhf"):
         load_hub_preferences("Anthropic/hh-rlhf", n=5)

@@ -67,7 +67,7 @@ def test_optimal_stochastic_policy_matches_the_book():
     assert round(p_star, 2) == 0.59
     # the book prints -11.6: the exact -11.657 truncated (not rounded) to one decimal
     assert -11.7 < v_star < -11.6
-    # the closed forms derived in notebook 04
+    # the closed forms derived in notebook 06
     assert p_star == pytest.approx(2 - np.sqrt(2), abs=1e-6)
     assert v_star == pytest.approx(-(6 + 4 * np.sqrt(2)), abs=1e-9)
     grid = np.linspace(0.01, 0.99, 99)

@@ -3,9 +3,9 @@
 - ``rl_basics.agents.core``       the shared pieces: GAE, the clipped PPO losses, masked
   statistics, actor and critic networks for ``Discrete`` and ``Box`` action spaces,
   the gymnasium 1.x vector-env rollout (autoreset-aware), evaluation, checkpoints
-- ``rl_basics.agents.reinforce``  REINFORCE, with or without a learned baseline (chapter 4)
-- ``rl_basics.agents.a2c``        advantage actor-critic over vector envs, n-step / GAE(lambda) (chapter 5)
-- ``rl_basics.agents.ppo``        proximal policy optimisation, clipped surrogate (chapter 6)
+- ``rl_basics.agents.reinforce``  REINFORCE, with or without a learned baseline (chapter 6)
+- ``rl_basics.agents.a2c``        advantage actor-critic over vector envs, n-step / GAE(lambda) (chapter 7)
+- ``rl_basics.agents.ppo``        proximal policy optimisation, clipped surrogate (chapter 8)
 - ``rl_basics.agents.dqn``        deep Q-networks and Double DQN: replay buffer, target network, Huber loss
   (the chapter on value-function approximation and DQN)
 

@@ -16,7 +16,7 @@ The defaults are tuned for CartPole-v1, from rl-zoo's tuned settings (8 envs x 3
 one minibatch, gamma 0.98, lambda 0.8, clip 0.2, no entropy bonus, learning rate and clip
 range annealed to 0) with 15 epochs instead of 20 and a learning rate of 4e-3 instead of
 1e-3; :class:`PPOConfig` describes the sweep behind them. Other environments want other
-settings (see notebook 06).
+settings (see notebook 08).
 
 Usage::
 

@@ -22,7 +22,7 @@ Usage::
     mean, std = evaluate(result.actor, "CartPole-v1", n_episodes=20)
 
 :func:`episode_gradients` returns the per-episode gradient estimates at fixed policy
-parameters, which is how notebook 04 and the tests measure the variance a baseline removes.
+parameters, which is how notebook 06 and the tests measure the variance a baseline removes.
 """
 
 from __future__ import annotations
