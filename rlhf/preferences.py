@@ -91,14 +91,16 @@ def sample_preference_pairs(model: PreTrainedModel, tokenizer: PreTrainedTokeniz
                             temperature: float = 1.0, seed: int = 0) -> list[dict]:
     """Sample two responses per comparison from the policy and label them.
 
-    Pairs whose two responses are identical carry no preference and are dropped.
+    Pairs whose two responses are identical carry no preference and are dropped, and so are pairs
+    with an empty response (a sample that ended at once with EOS): a preference row needs two texts.
     """
     repeated = [p for p in prompts for _ in range(pairs_per_prompt)]
     responses_a = sample_responses(model, tokenizer, repeated, max_new_tokens=max_new_tokens,
                                    temperature=temperature, seed=seed)
     responses_b = sample_responses(model, tokenizer, repeated, max_new_tokens=max_new_tokens,
                                    temperature=temperature, seed=seed + 1)
-    keep = [i for i in range(len(repeated)) if responses_a[i] != responses_b[i]]
+    keep = [i for i in range(len(repeated))
+            if responses_a[i] != responses_b[i] and responses_a[i].strip() and responses_b[i].strip()]
     return label_responses([repeated[i] for i in keep], [responses_a[i] for i in keep],
                            [responses_b[i] for i in keep], annotator)
 

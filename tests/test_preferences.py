@@ -139,3 +139,16 @@ def test_hub_dataset_offline_is_a_clear_connection_error():
     # conftest sets HF_DATASETS_OFFLINE=1: the real-data path must fail clearly (notebook 10 then skips it)
     with pytest.raises(ConnectionError, match="Anthropic/hh-rlhf"):
         load_hub_preferences("Anthropic/hh-rlhf", n=5)
+
+
+def test_pairs_with_an_empty_response_are_dropped(rater, monkeypatch):
+    """A sample that ends at once with EOS is an empty text, which no preference row may hold (seen with
+    the phi-2 stand-in's SFT policy on torch 2.13): such pairs are dropped, like identical ones."""
+    from rlhf import preferences
+
+    samples = iter([[" is great.", "", " is dull.", " is fine."], [" is bad.", " is good.", " ", " is fine."]])
+    monkeypatch.setattr(preferences, "sample_responses", lambda *args, **kwargs: next(samples))
+    rows = sample_preference_pairs(None, None, ["A", "B", "C", "D"], Annotator(beta=10, seed=1, rater=rater),
+                                   pairs_per_prompt=1)
+    assert [r["prompt"] for r in rows] == ["A"]  # B and C have an empty response, D two identical ones
+    validate_preference_dataset(rows)
