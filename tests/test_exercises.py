@@ -256,19 +256,21 @@ def _softmax(H, axis):
     return e / e.sum(axis=axis, keepdims=True)
 
 
-def _incremental_forgets_counts(Q, N, a, r, alpha):
-    Q = Q.copy()
-    runs = np.arange(len(Q))
-    step = 1 / (N[runs, a] + 1) if alpha is None else alpha
-    Q[runs, a] += step * (r - Q[runs, a])
-    return Q, N
+def _chapter_tests(name: str):
+    """A chapter's own test module (its wrong solutions are reused here rather than copied)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"_{name}_chapter_tests", Path(__file__).with_name(f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 WRONG = [
     # (check, wrong solution, a fragment of the hint it must get)
     ("check_incremental_update", lambda Q, N, a, r, al: (Q + (r[:, None] - Q) / (N + 1), N + np.eye(Q.shape[1])[a]),
      "only the pulled arm of each run"),
-    ("check_incremental_update", _incremental_forgets_counts, "counts N are not updated"),
+    ("check_incremental_update", _chapter_tests("test_bandits")._inc_forgets_counts, "counts N are not updated"),
     ("check_ucb_scores", lambda Q, N, t, c: np.where(N > 0, Q + c * np.log(t) / np.maximum(N, 1), np.inf),
      "square root is missing"),
     ("check_ucb_scores", lambda Q, N, t, c: Q + c * np.sqrt(np.log(t) / np.maximum(N, 1)), "must score +inf"),
@@ -361,12 +363,7 @@ def test_check_gives_the_right_hint_for_a_wrong_solution(name, wrong, hint):
 
 def _tested_in_chapter_modules() -> set[str]:
     """Checks whose wrong solutions are tested in their chapter's own test module (``WRONG`` in tests/test_dqn.py)."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("_dqn_chapter_tests", Path(__file__).with_name("test_dqn.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return set(module.WRONG)
+    return set(_chapter_tests("test_dqn").WRONG)
 
 
 def test_every_check_has_wrong_solutions_that_it_catches():
