@@ -340,6 +340,9 @@ class PPOTrainer:
         if config.checkpoint_every and checkpoint_dir is None:
             raise ValueError("config.checkpoint_every > 0 needs a checkpoint_dir")
         self.config, self.seed, self.tokenizer, self.gold_fn = config, seed, tokenizer, gold_fn
+        # Where the policy and the reward model came from: a checkpoint of other models is refused on resume.
+        self.model_sources = {"policy": str(policy.config.name_or_path),
+                              "reward_model": str(reward_model.config.name_or_path)}
         # cpu=True on a machine without GPUs: several CPU processes then talk over gloo
         self.accelerator = accelerator or Accelerator(cpu=not torch.cuda.is_available())
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
@@ -743,6 +746,7 @@ class PPOTrainer:
                 config=dataclasses.asdict(self.config),
                 seed=self.seed,
                 num_processes=acc.num_processes,
+                model_sources=self.model_sources,
             )
             self.policy_value.model.save_pretrained(tmp / "policy_adapter", selected_adapters=[POLICY])
         acc.wait_for_everyone()
@@ -773,6 +777,12 @@ class PPOTrainer:
             raise ValueError(
                 f"{path} was written with a different config or seed; resume with the same settings "
                 "(compare state['config'] from rl_basics.agents.core.load_checkpoint)"
+            )
+        if state.get("model_sources", self.model_sources) != self.model_sources:
+            raise ValueError(
+                f"{path} was trained from other models ({state['model_sources']}) than this trainer's "
+                f"({self.model_sources}); give this run its own checkpoint_dir (rlhf.ppo.run_dir(name, ...) with a "
+                "name that says which models it uses), or delete the old folder"
             )
         if state["num_processes"] != self.accelerator.num_processes:
             raise ValueError(f"{path} was written by {state['num_processes']} processes; "

@@ -48,7 +48,8 @@ def _code_identity() -> bytes:
 
 def _base_identity(model: str) -> bytes:
     """The identity of a base model's weights: the tiny world's build record, a local directory's
-    config and weight files (name and size), or a hub snapshot's path (it names the commit)."""
+    config and weight files (name and size), or a hub model's id and snapshot commit (not the cache's
+    path: the same snapshot in another cache, or a moved cache, is the same base)."""
     from rlhf.models import resolve_model_name
 
     resolved = Path(resolve_model_name(model))
@@ -61,7 +62,8 @@ def _base_identity(model: str) -> bytes:
     from huggingface_hub import try_to_load_from_cache
 
     cached = try_to_load_from_cache(str(resolved), "config.json")
-    return str(cached if isinstance(cached, str) else resolved).encode()
+    revision = Path(cached).parent.name if isinstance(cached, str) else "not-cached"
+    return f"{resolved}@{revision}".encode()
 
 
 def _one_thread(build: Callable[[Path], None]) -> Callable[[Path], None]:

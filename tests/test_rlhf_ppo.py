@@ -422,6 +422,16 @@ def test_resume_refuses_a_different_config(tokenizer, prompts, tmp_path):
         other.load_checkpoint(path)
 
 
+def test_resume_refuses_a_checkpoint_of_other_models(tokenizer, prompts, tmp_path):
+    trainer = make_trainer(tokenizer, prompts, checkpoint_dir=tmp_path)
+    trainer.step()
+    path = trainer.save_checkpoint()
+    other = make_trainer(tokenizer, prompts, checkpoint_dir=tmp_path)
+    other.model_sources = {**other.model_sources, "policy": "another-sft-stage"}  # e.g. a rebuilt SFT stage
+    with pytest.raises(ValueError, match="trained from other models.*its own checkpoint_dir"):
+        other.load_checkpoint(path)
+
+
 @pytest.mark.parametrize("where, quantity", [("reward", "reward-model score"), ("policy", "policy log-probs")])
 def test_nan_stops_training_naming_the_quantity_and_step_after_a_checkpoint(tokenizer, prompts, tmp_path, where, quantity):
     trainer = make_trainer(tokenizer, prompts, checkpoint_dir=tmp_path)
