@@ -245,7 +245,10 @@ def layer_init(layer: nn.Linear, std: float = math.sqrt(2), bias: float = 0.0) -
 _HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 
 
-def _mlp(in_dim: int, hidden_sizes: Sequence[int], out_dim: int, out_std: float) -> nn.Sequential:
+def mlp(in_dim: int, hidden_sizes: Sequence[int], out_dim: int, out_std: float) -> nn.Sequential:
+    """The agents' network: ``[B, in_dim] -> [B, out_dim]`` through tanh hidden layers, orthogonally
+    initialised (:func:`layer_init`), the output layer with gain ``out_std`` (0.01 for a policy's logits,
+    1 for values)."""
     layers: list[nn.Module] = []
     last = in_dim
     for size in hidden_sizes:
@@ -319,7 +322,7 @@ class Actor(nn.Module):
                 f"unsupported action space {action_space!r} ({type(action_space).__name__}): "
                 "the course's agents support Discrete (categorical policy) and Box (Gaussian policy) action spaces"
             )
-        self.net = _mlp(self.encoder.out_dim, hidden_sizes, out_dim, out_std=0.01)
+        self.net = mlp(self.encoder.out_dim, hidden_sizes, out_dim, out_std=0.01)
 
     def distribution(self, obs: Tensor) -> Distribution:
         """The policy at a batch of observations ``[B, *obs_shape]``; ``log_prob`` and ``entropy`` are ``[B]``."""
@@ -402,7 +405,7 @@ class Critic(nn.Module):
     def __init__(self, observation_space: gym.Space, hidden_sizes: Sequence[int] = (64, 64)):
         super().__init__()
         self.encoder = ObservationEncoder(observation_space)
-        self.net = _mlp(self.encoder.out_dim, hidden_sizes, 1, out_std=1.0)
+        self.net = mlp(self.encoder.out_dim, hidden_sizes, 1, out_std=1.0)
 
     def forward(self, obs: Tensor) -> Tensor:
         return self.net(self.encoder(obs)).squeeze(-1)
@@ -491,6 +494,7 @@ class Rollout:
     valid: Tensor  # (T, N) 1.0 for real transitions, 0.0 for autoreset steps
     values: Tensor | None = None  # (T, N) V(obs_t), when a critic was given
     next_values: Tensor | None = None  # (T, N) V(obs_{t+1})
+    last_obs: Tensor | None = None  # (N, *obs_shape) obs[T], the observation after the last step
 
     @property
     def episode_end(self) -> Tensor:
@@ -561,6 +565,7 @@ class RolloutCollector:
             terminated=torch.from_numpy(terminated),
             truncated=torch.from_numpy(truncated),
             valid=torch.from_numpy(valid),
+            last_obs=obs[-1],
         )
         if critic is not None:
             flat = obs.reshape((n_steps + 1) * n, *obs.shape[2:])
@@ -915,6 +920,7 @@ __all__ = [
     "masked_mean",
     "masked_var",
     "masked_whiten",
+    "mlp",
     "ppo_policy_loss",
     "ppo_value_loss",
     "progress_bar",

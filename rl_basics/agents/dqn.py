@@ -50,13 +50,13 @@ from rl_basics.agents.core import (
     ObservationEncoder,
     RolloutCollector,
     TrainResult,
-    _mlp,
     as_vector_env,
     check_finite,
     evaluate,
     history_arrays,
     load_checkpoint,
     make_adam,
+    mlp,
     progress_bar,
     set_seed,
     torch_threads,
@@ -181,7 +181,7 @@ class QNetwork(nn.Module):
         self.n_actions = int(action_space.n)
         self.action_start = int(action_space.start)
         self.encoder = ObservationEncoder(observation_space)
-        self.net = _mlp(self.encoder.out_dim, hidden_sizes, self.n_actions, out_std=1.0)
+        self.net = mlp(self.encoder.out_dim, hidden_sizes, self.n_actions, out_std=1.0)
 
     def forward(self, obs: Tensor) -> Tensor:
         return self.net(self.encoder(obs))
@@ -272,7 +272,7 @@ class TransitionCollector(RolloutCollector):
     def collect_transitions(self, policy: EpsilonGreedy, n_steps: int) -> Transitions:
         """Step every sub-env ``n_steps`` times with ``policy``; return the real transitions, time-major."""
         rollout = self.collect(policy, n_steps)
-        next_obs = torch.cat([rollout.obs[1:], self._obs.unsqueeze(0)])  # obs[t + 1]
+        next_obs = torch.cat([rollout.obs[1:], rollout.last_obs.unsqueeze(0)])  # obs[t + 1]
         real = rollout.valid.reshape(-1) > 0
 
         def flat(x: Tensor) -> Tensor:
