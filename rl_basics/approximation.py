@@ -2,9 +2,9 @@
 
 Prediction on the 1000-state random walk with state aggregation (section 9.3):
     :func:`state_aggregation`, :func:`gradient_mc_aggregation`, :func:`semi_gradient_td0_aggregation`,
-    and their exact asymptotes from the model: :func:`on_policy_distribution`,
-    :func:`ve_minimiser` (where gradient Monte Carlo converges), :func:`td_fixed_point` (where
-    semi-gradient TD converges).
+    :func:`n_step_td_aggregation` (a sweep over n and alpha), and their exact asymptotes from the model:
+    :func:`on_policy_distribution`, :func:`ve_minimiser` (where gradient Monte Carlo converges),
+    :func:`td_fixed_point` (where semi-gradient TD converges).
 Control on Mountain Car with tile coding (section 10.1):
     :func:`semi_gradient_sarsa` (episodic semi-gradient SARSA over many lanes at once), :func:`cost_to_go`.
 Off-policy divergence on Baird's counterexample (section 11.2):
@@ -191,6 +191,94 @@ def semi_gradient_td0_aggregation(env: gym.Env, n_episodes: int, alpha: float, n
             w[runs, s] += alpha * (r_seq[j] + w[runs, s2] - w[runs, s])
         history.append(w[:, :n_groups].copy())
     return AggregationResult(w[:, :n_groups].copy(), np.stack(history, axis=1), _checkpoints(blocks))
+
+
+
+@dataclass
+class NStepSweepResult:
+    """What :func:`n_step_td_aggregation` learned, for every ``(n, alpha)`` of the sweep.
+
+    Attributes:
+        ns: ``(N,)`` the values of n.
+        alphas: ``(A,)`` the step sizes.
+        history: ``(N, A, n_runs, n_episodes + 1, n_groups)``: the weights at the start (all 0) and
+            after every episode.
+        rms_error: ``(N, A, n_runs, n_episodes)``: after every episode, the RMS error over the walk's
+            states, ``sqrt(mean_s (v_pi(s) - w_g(s))^2)``, every state weighted alike (Figure 9.2, right).
+    """
+
+    ns: np.ndarray
+    alphas: np.ndarray
+    history: np.ndarray
+    rms_error: np.ndarray
+
+
+def n_step_td_aggregation(env: gym.Env, ns: int | Sequence[int], alphas: float | Sequence[float], n_episodes: int = 10,
+                          n_groups: int = 20, n_runs: int = 100, seed: int = 0,
+                          progress: bool = True) -> NStepSweepResult:
+    """n-step semi-gradient TD prediction with state aggregation, swept over n and alpha (Sutton & Barto,
+    eq. 9.15, Figure 9.2, right)::
+
+        w_g <- w_g + alpha * (G_t:t+n - w_g),      G_t:t+n = R_t+1 + ... + R_t+n + v(S_t+n, w)
+
+    for ``t = 0 .. T-1`` of every episode in order, ``g`` the group of ``S_t`` (gamma = 1; the return
+    stops at the end: ``G_t:t+n = G_t`` when ``t + n >= T``). On the random walk the only reward is the
+    final one, so the target is the final reward when ``t + n >= T`` and ``w`` of the group of ``S_t+n``
+    otherwise, read when the update is made: after the updates of ``S_0 .. S_t-1``, as in the book's
+    online algorithm. n = 1 is semi-gradient TD(0) (:func:`semi_gradient_td0_aggregation`), n >= T gradient MC.
+
+    The episodes do not depend on the values (this is prediction), so all ``n_runs * n_episodes`` of
+    them are simulated once and every ``(n, alpha)`` learns from the same ones (common random numbers:
+    the curves differ by the method, not by the luck of the draw). Every ``(n, alpha, run)`` is a lane
+    of its own, all stepped at once: time step ``t`` of episode ``e`` for every lane together, with the
+    runs' shorter episodes padded by steps that change nothing (``tests/test_dqn.py`` checks the result
+    against the plain step-by-step loop).
+
+    Args:
+        env: a :class:`~rl_basics.envs.random_walk_1000.RandomWalk1000Env` (the episodes are drawn
+            with its vectorised ``simulate``, episode ``e`` of run ``r`` in row ``e * n_runs + r``; the
+            true values come from its model).
+        ns: the values of n (positive integers).
+        alphas: the step sizes, each in [0, 1] (alpha = 0 never moves the weights from 0).
+        n_groups: groups of equal size (the book's 20 groups of 50 states for this panel).
+        n_runs: independent runs, computed at once.
+        progress: show a progress bar over the episodes.
+    """
+    from rl_basics.dp import solve_policy_exact
+
+    walk = env.unwrapped
+    ns = np.atleast_1d(np.asarray(ns))
+    if ns.ndim != 1 or ns.size == 0:
+        raise ValueError(f"ns must be a positive integer or a sequence of them, got {ns!r}")
+    ns = np.array([check_positive_int("n", n) for n in ns.tolist()], dtype=np.int64)
+    alphas = np.atleast_1d(np.asarray(alphas, dtype=float))
+    if alphas.ndim != 1 or alphas.size == 0 or not ((alphas >= 0) & (alphas <= 1)).all():
+        raise ValueError(f"alphas must be step sizes in [0, 1], got {alphas!r}")
+    n_episodes, n_runs = check_positive_int("n_episodes", n_episodes), check_positive_int("n_runs", n_runs)
+    groups = state_aggregation(walk.n_walk_states, n_groups)
+    states, final_reward = walk.simulate(n_episodes * n_runs, np.random.default_rng(seed))
+
+    N, A, R, G = ns.size, alphas.size, n_runs, n_groups
+    w = np.zeros(N * A * R * (G + 1))  # lane (n, alpha, run) owns G + 1 weights; the last: the terminal group, always 0
+    base = (np.arange(N * A * R) * (G + 1)).reshape(N, A, R)
+    alpha = alphas[None, :, None]
+    history = np.zeros((N, A, R, n_episodes + 1, G))
+    for e, _ in enumerate(_bar([1] * n_episodes, progress, "n-step semi-gradient TD")):
+        rows = states[e * R:(e + 1) * R]  # (run, time) of episode e
+        T = (rows >= 0).sum(axis=1) - 1  # (R,) the episodes' lengths
+        g = np.concatenate([groups[np.maximum(rows, 0)], np.full((R, ns.max()), G)], axis=1)  # terminal, padding: G
+        for t in range(T.max()):  # update S_t of every lane; runs whose episode has ended update group G by 0
+            ahead = t + ns[:, None] >= T  # (N, R): the return ends at the terminal step
+            target = np.where(ahead, G, g[:, t + ns].T)  # the group whose value the target bootstraps from
+            reward = np.where(ahead & (t < T), final_reward[e * R:(e + 1) * R], 0.0)
+            i, j = base + g[:, t], base + target[:, None, :]
+            w[i] += alpha * (reward[:, None, :] + w[j] - w[i])
+        history[:, :, :, e + 1] = w.reshape(N, A, R, G + 1)[..., :G]
+
+    v = solve_policy_exact(walk, np.ones((walk.n_walk_states + 2, 1)), 1.0)[1:-1].reshape(G, -1)
+    # equal group sizes: mean_s (v(s) - w_g(s))^2 = mean_g [(w_g - mean of v in g)^2 + variance of v in g]
+    mse = ((history[..., 1:, :] - v.mean(axis=1)) ** 2 + v.var(axis=1)).mean(axis=-1)
+    return NStepSweepResult(ns, alphas, history, np.sqrt(mse))
 
 
 def _checkpoints(blocks: list[int]) -> np.ndarray:

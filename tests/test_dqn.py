@@ -298,6 +298,56 @@ def test_semi_gradient_td_replay_equals_the_step_by_step_update():
     np.testing.assert_allclose(result.w, w[:, :4], atol=1e-12)
 
 
+
+def _n_step_td_loop(env, n, alpha, n_episodes, n_groups, n_runs, seed):
+    """n-step semi-gradient TD, one run, one episode, one step at a time: the weights after every episode."""
+    groups = ap.state_aggregation(env.n_walk_states, n_groups)
+    states, final = env.simulate(n_episodes * n_runs, np.random.default_rng(seed))
+    w = np.zeros((n_runs, n_groups))
+    history = [w.copy()]
+    for e in range(n_episodes):
+        for r in range(n_runs):
+            row = states[e * n_runs + r]
+            row = row[row >= 0]
+            T = len(row) - 1
+            for tau in range(T):  # the book's order: S_tau is updated once S_tau+n is seen (or the episode ended)
+                G = final[e * n_runs + r] if tau + n >= T else w[r, groups[row[tau + n]]]
+                w[r, groups[row[tau]]] += alpha * (G - w[r, groups[row[tau]]])
+        history.append(w.copy())
+    return np.stack(history, axis=1)  # (run, episode + 1, group)
+
+
+def test_n_step_td_sweep_equals_the_step_by_step_update():
+    env = RandomWalk1000Env(n_states=40, max_jump=6)
+    ns, alphas = (1, 3, 200), (0.0, 0.3, 1.0)
+    result = ap.n_step_td_aggregation(env, ns, alphas, n_episodes=4, n_groups=4, n_runs=3, seed=5, progress=False)
+    assert result.history.shape == (3, 3, 3, 5, 4) and result.rms_error.shape == (3, 3, 3, 4)
+    for i, n in enumerate(ns):
+        for j, alpha in enumerate(alphas):
+            np.testing.assert_allclose(result.history[i, j], _n_step_td_loop(env, n, alpha, 4, 4, 3, 5), atol=1e-12)
+    v = dp.solve_policy_exact(env, np.ones((42, 1)), 1.0)[1:41]
+    estimate = result.history[..., 1:, ap.state_aggregation(40, 4)[1:41]]  # (n, alpha, run, episode, state)
+    np.testing.assert_allclose(result.rms_error, np.sqrt(((estimate - v) ** 2).mean(axis=-1)), atol=1e-12)
+    np.testing.assert_allclose(result.rms_error[:, 0], np.sqrt((v ** 2).mean()))  # alpha = 0 never learns
+
+
+def test_n_step_td_spans_semi_gradient_td0_and_gradient_mc():
+    env = RandomWalk1000Env(n_states=40, max_jump=6)
+    result = ap.n_step_td_aggregation(env, (1, 10_000), 0.2, n_episodes=6, n_groups=4, n_runs=3, seed=3,
+                                      progress=False)
+    kw = dict(n_groups=4, n_runs=3, seed=3, record_every=6, progress=False)  # one block: the same episodes
+    np.testing.assert_allclose(result.history[0, 0, :, -1], ap.semi_gradient_td0_aggregation(env, 6, 0.2, **kw).w,
+                               atol=1e-12)  # n = 1 is TD(0)
+    np.testing.assert_allclose(result.history[1, 0, :, -1], ap.gradient_mc_aggregation(env, 6, 0.2, **kw).w,
+                               atol=1e-12)  # n beyond every episode's length is gradient Monte Carlo
+
+
+@pytest.mark.parametrize("kwargs, match", [(dict(ns=(1, 0), alphas=0.1), "n must be a positive integer"),
+                                           (dict(ns=2, alphas=(0.5, 1.5)), r"alphas must be step sizes in \[0, 1\]")])
+def test_n_step_td_rejects_bad_n_and_alpha(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        ap.n_step_td_aggregation(RandomWalk1000Env(n_states=40, max_jump=6), n_groups=4, **kwargs)
+
 def test_exact_asymptotes_satisfy_their_defining_equations():
     env = RandomWalk1000Env(n_states=30, max_jump=5)
     groups = ap.state_aggregation(30, 3)

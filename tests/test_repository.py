@@ -35,6 +35,10 @@ def test_notebook_opens_with_goals_and_ends_with_summary(path):
     assert nb["cells"][0]["cell_type"] == "markdown" and "learning goals" in first, (
         f"{path.name}: the first cell must be markdown stating the learning goals"
     )
+    title = first.splitlines()[0]
+    assert re.match(rf"# {path.name[:2]} — \S", title), (
+        f"{path.name}: the title must be '# {path.name[:2]} — <chapter name>' (its number is its file's), got {title!r}"
+    )
     tail = " ".join(markdown[-2:]).lower()
     assert "summary" in tail and "next" in tail, f"{path.name}: the notebook must end with a summary and what comes next"
 
