@@ -45,3 +45,30 @@ def phi2_standin() -> Path:
     cache.mkdir(parents=True, exist_ok=True)
     with FileLock(str(cache / ".phi2-standin.lock")):
         return standin.install()
+
+
+# pytest-xdist (`-n 2`, `--dist loadfile`) hands out whole files in this order (pyproject.toml sets
+# --no-loadscope-reorder, which would otherwise sort them by their number of tests). The longest go first, so
+# that the short ones fill the gaps at the end instead of one long file running alone; the first two build the
+# two sets of cached RLHF stages (the tiny world's; the phi-2 stand-in's) side by side, one per worker, rather
+# than one worker waiting on the other's build. Files not listed keep their collection order, after these.
+LONGEST_FIRST = [
+    "notebooks/12_beyond_ppo.ipynb",  # builds the tiny world's SFT / preference / reward stages
+    "tests/test_phi2_notebooks.py",  # builds the phi-2 stand-in's stages
+    "notebooks/11_ppo_rlhf.ipynb",
+    "notebooks/05_function_approximation_and_dqn.ipynb",
+    "notebooks/06_policy_gradients.ipynb",
+    "tests/test_phi2_path.py",
+    "notebooks/10_reward_modeling.ipynb",
+    "notebooks/07_actor_critic.ipynb",
+    "tests/test_rlhf_accelerate.py",
+    "notebooks/09_language_models_as_policies.ipynb",
+    "notebooks/04_temporal_difference.ipynb",
+    "notebooks/08_ppo.ipynb",
+    "notebooks/03_monte_carlo.ipynb",
+]
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {path: i for i, path in enumerate(LONGEST_FIRST)}
+    items[:] = sorted(items, key=lambda item: rank.get(item.nodeid.split("::")[0], len(rank)))  # stable sort
