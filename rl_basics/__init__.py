@@ -20,7 +20,9 @@ Modules (import what you need):
 - ``rl_basics.agents``    DQN, REINFORCE, A2C and PPO in torch
 - ``rl_basics.plotting``  value heatmaps, policy arrows, learning curves
 - ``rl_basics.widgets``   sliders (gamma, epsilon, alpha, lambda, beta) that still teach without a widget frontend
-- ``rl_basics.exercises`` / ``rl_basics.checks``  the exercise checks and the exercise-notebook generator
+- ``rl_basics.checks``    the check functions the exercises' check cells call (chapters 0-8)
+- ``rl_basics.course``    course tooling, which learners never need to read: the check engine, the
+  exercise-notebook generator, the Colab set-up cell and links
 """
 
 from rl_basics import blackjack  # noqa: F401  (registers Blackjack's numpy simulator with rl_basics.tabular)

@@ -2,7 +2,7 @@
 
 Each ``check_*`` takes the learner's function, runs it and the course's reference on fresh
 random inputs (a new seed every call, printed on failure so it can be reproduced with
-``seed=...``) and on edge cases, and raises :class:`rl_basics.exercises.CheckFailed` (an
+``seed=...``) and on edge cases, and raises :class:`rl_basics.course.checking.CheckFailed` (an
 ``AssertionError``) with a hint that says *what* is wrong. In a notebook::
 
     from rl_basics import checks
@@ -20,7 +20,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from rl_basics.exercises import Case, CheckFailed, Mistake, check_function, fresh_seed, learner_check
+from rl_basics.course.checking import Case, CheckFailed, Mistake, check_function, fresh_seed, learner_check
 
 __all__ = [
     "check_discounted_return",

@@ -1,8 +1,8 @@
 """Check functions for the language-model exercises (chapters 9-12).
 
-Same machinery as :mod:`rl_basics.checks` (see :mod:`rl_basics.exercises`): each ``check_*``
+Same machinery as :mod:`rl_basics.checks` (see :mod:`rl_basics.course.checking`): each ``check_*``
 compares the learner's function with the course's reference on fresh random tensors and edge
-cases and raises :class:`~rl_basics.exercises.CheckFailed` with a hint that says what is wrong
+cases and raises :class:`~rl_basics.course.checking.CheckFailed` with a hint that says what is wrong
 (an off-by-one between logits and tokens, a forgotten temperature or padding mask, the score
 on a padding token, a flipped sign, an unstable ``log(sigmoid(x))``...). In a notebook::
 
@@ -23,7 +23,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from rl_basics.exercises import Case, CheckFailed, Mistake, check_function, fresh_seed, learner_check
+from rl_basics.course.checking import Case, CheckFailed, Mistake, check_function, fresh_seed, learner_check
 
 __all__ = [
     "check_sequence_logprob",

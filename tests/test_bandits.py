@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from rl_basics import bandits, checks
-from rl_basics.exercises import CheckFailed, make_stub
+from rl_basics.course.checking import CheckFailed
+from rl_basics.course.exercise_notebooks import make_stub
 
 Z = 4.0  # standard errors
 

@@ -18,10 +18,10 @@ from gymnasium import spaces
 from rl_basics import approximation as ap
 from rl_basics import checks, dp
 from rl_basics.agents import core, dqn
+from rl_basics.course.checking import CheckFailed
 from rl_basics.envs.baird import BEHAVIOUR, FEATURES, TARGET, W0, BairdEnv
 from rl_basics.envs.mountain_car import HIGH, LOW, MountainCarLanes
 from rl_basics.envs.random_walk_1000 import RandomWalk1000Env
-from rl_basics.exercises import CheckFailed
 from rl_basics.tile_coding import TileCoder
 from tests.test_agents_core import CountingEnv, counting_vector_env
 

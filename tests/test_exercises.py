@@ -2,7 +2,8 @@
 realistic wrong solutions, and the exercise-notebook generator and Colab cell do what they say.
 
 Cheap by design (a few seconds): notebooks are read, never executed; each exercise cell is
-run on its own in a namespace holding ``rl_basics.exercises.EXERCISE_GLOBALS``.
+run on its own in a namespace holding
+``rl_basics.course.exercise_notebooks.EXERCISE_GLOBALS``.
 """
 
 from __future__ import annotations
@@ -22,8 +23,10 @@ from packaging.requirements import Requirement
 from packaging.version import Version
 
 from rl_basics import checks as rl_checks
-from rl_basics import exercises as ex
-from rl_basics.exercises import CheckFailed
+from rl_basics.course import colab
+from rl_basics.course import exercise_notebooks as ex
+from rl_basics.course import notebook_files as nbf
+from rl_basics.course.checking import CheckFailed
 from rlhf import checks as lm_checks
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -50,7 +53,7 @@ def _assert_pair(solution: str, stub: str, check: str, label: str) -> None:
 
 def _notebook_pairs() -> list:
     params = []
-    for path in ex.solution_notebooks():
+    for path in nbf.solution_notebooks():
         try:
             params += [pytest.param(p, id=p.label) for p in ex.iter_exercises(path)]
         except ValueError as exc:  # malformed tags: reported by a failing test, not a collection error
@@ -70,7 +73,15 @@ def test_notebook_check_passes_on_solution_and_fails_on_stub(pair):
     _assert_pair(pair.solution, pair.stub, pair.check, pair.label)
 
 
-CATALOGUE_PAIRS = [(e.title, e.solution, e.check) for e in ex.catalogue()]
+def catalogue(path: Path = ROOT / "docs" / "exercises.md") -> list[tuple[str, str, str]]:
+    """The ready-made exercises of docs/exercises.md's catalogue, as (title, exercise cell, check cell):
+    a ``### title`` heading, a ```` ```python exercise ```` block and a ```` ```python check ```` block."""
+    text = path.read_text(encoding="utf-8")
+    pattern = r"^### ([^\n]+)\n+```python exercise\n(.*?)```\s*```python check\n(.*?)```"
+    return [(title.strip(), solution, check) for title, solution, check in re.findall(pattern, text, re.S | re.M)]
+
+
+CATALOGUE_PAIRS = catalogue()
 
 
 @pytest.mark.parametrize("title,solution,check", CATALOGUE_PAIRS, ids=[t for t, _, _ in CATALOGUE_PAIRS])
@@ -100,8 +111,8 @@ def test_catalogue_solution_passes_on_many_seeds(title, solution, check):
 def test_every_chapter_has_two_exercises():
     """Once exercise cells are in the notebooks (any of them), every chapter needs at least two."""
     if not any(isinstance(p.values[0], ex.ExercisePair) for p in NOTEBOOK_PAIRS):
-        pytest.skip("no exercise cells in notebooks/ yet: insert them from docs/exercises.md's catalogue")
-    counts = {path.name: 0 for path in ex.solution_notebooks()}
+        pytest.skip("no exercise cells in notebooks/ yet: paste them from docs/exercises.md's catalogue")
+    counts = {path.name: 0 for path in nbf.solution_notebooks()}
     for p in NOTEBOOK_PAIRS:
         if isinstance(p.values[0], ex.ExercisePair):
             counts[p.values[0].notebook.name] += 1
@@ -110,15 +121,15 @@ def test_every_chapter_has_two_exercises():
 
 
 def test_committed_exercise_notebooks_are_up_to_date():
-    committed = sorted(ex.EXERCISES_DIR.glob("*.ipynb"))
+    committed = sorted(nbf.EXERCISES_DIR.glob("*.ipynb"))
     if not committed:
-        pytest.skip("no exercise notebooks committed in exercises/ (build them with python -m rl_basics.exercises build)")
+        pytest.skip("no exercise notebooks committed in exercises/ (build them with python -m rl_basics.course.exercise_notebooks build)")
     for path in committed:
-        solution = ex.NOTEBOOKS_DIR / path.name
+        solution = nbf.NOTEBOOKS_DIR / path.name
         assert solution.exists(), f"exercises/{path.name} has no solution notebook notebooks/{path.name}"
-        expected = ex.dumps_notebook(ex.exercise_notebook(ex.read_notebook(solution), path.name))
+        expected = nbf.dumps_notebook(ex.exercise_notebook(nbf.read_notebook(solution), path.name))
         assert path.read_text(encoding="utf-8") == expected, (
-            f"exercises/{path.name} is out of date: run `python -m rl_basics.exercises build`"
+            f"exercises/{path.name} is out of date: run `python -m rl_basics.course.exercise_notebooks build`"
         )
 
 
@@ -489,7 +500,7 @@ def test_exercise_notebook_stubs_tags_drops_solution_only_and_clears_outputs(tmp
     assert pair.names == ["discounted_return"] and (pair.exercise_index, pair.check_index) == (3, 4)
     _assert_pair(pair.solution, pair.stub, pair.check, pair.label)
 
-    out = ex.exercise_notebook(ex.read_notebook(src), src.name)
+    out = ex.exercise_notebook(nbf.read_notebook(src), src.name)
     nbformat.validate(nbformat.from_dict(out))
     sources = ["".join(c["source"]) for c in out["cells"]]
     assert "Learning goals" in sources[0] and "Exercise version" in sources[1]
@@ -514,7 +525,7 @@ def test_build_command_writes_byte_stable_exercise_notebooks(tmp_path):
 def test_the_module_runs_as_a_command(tmp_path):
     src = tmp_path / "02_demo.ipynb"
     src.write_text(json.dumps(_course_like_notebook()))
-    done = subprocess.run([sys.executable, "-m", "rl_basics.exercises", "list", str(src)], capture_output=True, text=True,
+    done = subprocess.run([sys.executable, "-m", "rl_basics.course.exercise_notebooks", "list", str(src)], capture_output=True, text=True,
                           timeout=120)
     assert done.returncode == 0, done.stderr
     assert "discounted_return" in done.stdout and "check_discounted_return" in done.stdout
@@ -533,28 +544,13 @@ def test_iter_exercises_rejects_broken_tagging(tmp_path, cells, message):
         list(ex.iter_exercises(path))
 
 
-def test_insert_command_adds_a_checkable_catalogue_exercise(tmp_path):
-    path = tmp_path / "03_demo.ipynb"
-    path.write_text(json.dumps(_course_like_notebook()))
-    assert ex.main(["insert", str(path), "Q-learning update", "--after", "1"]) == 0
-    cells = ex.read_notebook(path)["cells"]
-    assert cells[2]["cell_type"] == "markdown" and "Q-learning update" in cells[2]["source"]
-    pairs = list(ex.iter_exercises(path))
-    assert [p.names for p in pairs] == [["q_learning_update"], ["discounted_return"]]
-    _assert_pair(pairs[0].solution, pairs[0].stub, pairs[0].check, pairs[0].label)
-    with pytest.raises(ValueError, match="already has an exercise cell"):
-        ex.insert_exercise(path, "Q-learning update", after=1)
-    with pytest.raises(ValueError, match="matches 0 catalogue entries"):
-        ex.insert_exercise(path, "no such exercise", after=1)
-
-
 # ----------------------------------------------------------------------------- Colab
 
 
 def test_colab_cell_does_nothing_outside_colab(monkeypatch):
     monkeypatch.delitem(sys.modules, "google.colab", raising=False)
     monkeypatch.setattr(subprocess, "run", lambda *a, **k: pytest.fail("the Colab cell ran a command outside Colab"))
-    exec(ex.COLAB_CELL, {})
+    exec(colab.COLAB_CELL, {})
 
 
 def test_colab_cell_clones_and_installs_without_touching_torch(monkeypatch, tmp_path):
@@ -562,9 +558,9 @@ def test_colab_cell_clones_and_installs_without_touching_torch(monkeypatch, tmp_
     monkeypatch.setitem(sys.modules, "google.colab", type(sys)("google.colab"))
     monkeypatch.setattr(subprocess, "run", lambda cmd, check: calls.append(cmd))
     monkeypatch.setattr(sys, "path", list(sys.path))
-    exec(ex.COLAB_CELL.replace("/content", str(tmp_path)), {})
+    exec(colab.COLAB_CELL.replace("/content", str(tmp_path)), {})
     home = str(tmp_path / "rl-course")
-    assert calls[0] == ["git", "clone", "--depth", "1", ex.REPO_URL, home]
+    assert calls[0] == ["git", "clone", "--depth", "1", colab.REPO_URL, home]
     pin = str(tmp_path / "keep-colab-torch.txt")
     assert calls[1] == [sys.executable, "-m", "pip", "install", "-q", "-c", pin, "-e", home]
     # pip's comparison (PEP 440): "torch==2.14.1" admits the installed "2.14.1+cu130" (a local version label),
@@ -594,26 +590,31 @@ def test_course_dependencies_keep_the_installed_torch(tmp_path):
 def test_insert_colab_cell_is_idempotent(tmp_path):
     path = tmp_path / "04_demo.ipynb"
     path.write_text(json.dumps(_course_like_notebook()))
-    assert ex.insert_colab_cell(path) is True
-    cells = ex.read_notebook(path)["cells"]
+    assert colab.insert_colab_cell(path) is True
+    cells = nbf.read_notebook(path)["cells"]
     first_code = next(c for c in cells if c["cell_type"] == "code")
-    assert first_code["source"] == ex.COLAB_CELL and cells[0]["cell_type"] == "markdown"
-    assert ex.insert_colab_cell(path) is False
-    nb = ex.read_notebook(path)
-    next(c for c in nb["cells"] if c["cell_type"] == "code")["source"] = ex.COLAB_MARKER + ": an older version\n"
+    assert first_code["source"] == colab.COLAB_CELL and cells[0]["cell_type"] == "markdown"
+    assert colab.insert_colab_cell(path) is False
+    nb = nbf.read_notebook(path)
+    next(c for c in nb["cells"] if c["cell_type"] == "code")["source"] = colab.COLAB_MARKER + ": an older version\n"
     path.write_text(json.dumps(nb))
-    assert ex.insert_colab_cell(path) is True
-    assert sum(ex.COLAB_MARKER in "".join(c["source"]) for c in ex.read_notebook(path)["cells"]) == 1
+    assert colab.insert_colab_cell(path) is True
+    assert sum(colab.COLAB_MARKER in "".join(c["source"]) for c in nbf.read_notebook(path)["cells"]) == 1
+
+
+def test_cell_command_prints_the_colab_cell(capsys):
+    assert colab.main(["cell"]) == 0
+    assert capsys.readouterr().out == colab.COLAB_CELL + "\n"
 
 
 def test_links_command_prints_a_badge_per_notebook(capsys):
-    ex.main(["links"])
+    colab.main(["links"])
     lines = capsys.readouterr().out.splitlines()
-    assert len(lines) == len(ex.solution_notebooks())
+    assert len(lines) == len(nbf.solution_notebooks())
     assert all("colab.research.google.com/github/rl-course/rl-course/blob/main/notebooks/" in line for line in lines)
 
 
 def test_colab_links_point_at_the_notebook():
-    assert ex.colab_url("notebooks/00_x.ipynb") == (
+    assert colab.colab_url("notebooks/00_x.ipynb") == (
         "https://colab.research.google.com/github/rl-course/rl-course/blob/main/notebooks/00_x.ipynb")
-    assert ex.colab_badge("notebooks/00_x.ipynb").startswith("[![Open in Colab]")
+    assert colab.colab_badge("notebooks/00_x.ipynb").startswith("[![Open in Colab]")
