@@ -19,7 +19,7 @@ Protocol (the PPO benchmark's, with DQN's settings):
   seed to seed; a tiny warm-up runs before the clock starts.
 - After every training phase, once ``--eval-every`` environment steps have passed since the last evaluation
   (until the threshold is first reached), the greedy policy is evaluated with
-  :func:`rl_basics.agents.core.evaluate` on 20 CartPole-v1 episodes with fixed seeds; the clocks pause during
+  :func:`rl_basics.agents.rollout.evaluate` on 20 CartPole-v1 episodes with fixed seeds; the clocks pause during
   evaluation. Reported: environment steps and seconds (wall-clock and CPU) until the mean evaluation return
   first reaches 475, and the evaluation return after the full budget.
 - Environment steps count every sub-env step. For this course's DQN that includes gymnasium 1.x's autoreset

@@ -22,7 +22,7 @@ Protocol:
   runs before the clock starts.
 - After every update, once ``--eval-every`` environment steps have passed since the last
   evaluation (and until the threshold is first reached), the greedy policy is evaluated
-  with :func:`rl_basics.agents.core.evaluate` on 20 CartPole-v1 episodes with fixed seeds;
+  with :func:`rl_basics.agents.rollout.evaluate` on 20 CartPole-v1 episodes with fixed seeds;
   the clocks pause during evaluation. Reported: environment steps and seconds (wall-clock
   and CPU) until the mean evaluation return first reaches 475, and the evaluation return
   after the full budget.

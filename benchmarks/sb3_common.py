@@ -101,7 +101,7 @@ class Tracker:
         self.evals: list[tuple[int, float]] = []
 
     def evaluate(self, actor) -> tuple[float, float]:
-        from rl_basics.agents.core import evaluate
+        from rl_basics.agents.rollout import evaluate
 
         return evaluate(actor, "CartPole-v1", n_episodes=self.n_episodes, greedy=True, seed=10_000)
 

@@ -10,10 +10,13 @@ Modules (import what you need):
 - ``rl_basics.dp``        policy evaluation, policy iteration, value iteration
 - ``rl_basics.gambler``   Sutton & Barto's gambler's problem as a ``P`` dict
 - ``rl_basics.policies``  epsilon-greedy action selection and GLIE schedules
-- ``rl_basics.tabular``   episode batches and numpy simulators of tabular envs with a run axis
-- ``rl_basics.blackjack`` a numpy Blackjack (``sab=True`` rules) and its exact values
+- ``rl_basics.tabular``   what the tabular methods share: argument checks, flat state indices (``TabularSpec``)
+- ``rl_basics.lanes``     the simulators the tabular methods run on, many runs at once (the gymnasium env, its
+  model ``P``, a numpy Blackjack), the episode loop and episode batches
+- ``rl_basics.blackjack`` Blackjack's rules (``sab=True``): the book's policy and states, exact values
 - ``rl_basics.mc``        Monte-Carlo prediction and control
-- ``rl_basics.td``        TD(0), n-step TD, SARSA, Q-learning, Expected SARSA, Double Q
+- ``rl_basics.td``        TD(0), n-step TD, SARSA, Q-learning, Expected SARSA, Double Q: each update as a
+  function written like the book's line (``td.sarsa_update``, ...), and the algorithms that run them
 - ``rl_basics.policy_objectives``  exact J_1, J_avV, J_avR of a policy on a small MDP
 - ``rl_basics.approximation``, ``rl_basics.tile_coding``  value-function approximation: state aggregation,
   semi-gradient TD, tile coding, semi-gradient SARSA (Mountain Car), Baird's counterexample
@@ -21,11 +24,11 @@ Modules (import what you need):
 - ``rl_basics.plotting``  value heatmaps, policy arrows, learning curves
 - ``rl_basics.widgets``   sliders (gamma, epsilon, alpha, lambda, beta) that still teach without a widget frontend
 - ``rl_basics.checks``    the check functions the exercises' check cells call (chapters 0-8)
+- ``rl_basics.validation``  the argument and config checks every module uses (one wording per rule)
 - ``rl_basics.course``    course tooling, which learners never need to read: the check engine, the
   exercise-notebook generator, the Colab set-up cell and links
 """
 
-from rl_basics import blackjack  # noqa: F401  (registers Blackjack's numpy simulator with rl_basics.tabular)
 from rl_basics import envs  # noqa: F401  (registers the rl_basics/* environments)
 
 __version__ = "0.1.0"

@@ -23,10 +23,11 @@ from dataclasses import dataclass
 import gymnasium as gym
 import numpy as np
 
+from rl_basics.lanes import EpisodeLoop
 from rl_basics.mdp import as_model
 from rl_basics.policies import epsilon_greedy_action, greedy_action
-from rl_basics.tabular import EpisodeLoop, check_gamma, check_positive_int
 from rl_basics.tile_coding import TileCoder
+from rl_basics.validation import check_gamma, check_positive_int
 
 # ============================================================================ state aggregation
 

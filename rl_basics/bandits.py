@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from rl_basics.policies import greedy_action, sample_actions
-from rl_basics.tabular import check_positive_int
+from rl_basics.validation import check_positive_int
 
 __all__ = [
     "Agent",

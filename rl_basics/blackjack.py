@@ -1,15 +1,16 @@
 """Blackjack as in Sutton & Barto (Example 5.1; gymnasium's ``Blackjack-v1`` with ``sab=True``).
 
-- :class:`BlackjackLanes`: a numpy simulator of many Blackjack games at once (the lanes of
-  ``rl_basics.tabular``), drawing cards in the same order and scoring with the same rules
-  as gymnasium's env, so Figure 5.1's 500,000 episodes take seconds instead of a minute.
-  ``tests/test_blackjack.py`` checks it against the env card for card (both dealt the
-  same cards give the same observations and rewards) and statistically.
 - :func:`exact_values` and :func:`exact_optimal`: v_pi, q_pi and q_* computed exactly by
   dynamic programming over the infinite-deck model (each card 1-9 with probability 1/13,
   a ten-valued card with 4/13), the reference the Monte-Carlo estimates are tested against.
 - :func:`stick_on`, :func:`set_state`, :func:`book_states`: the book's policy, exploring
   starts in the gymnasium env, and the 200 states of Figures 5.1 and 5.2.
+
+Its numpy simulator, ``rl_basics.lanes.BlackjackLanes``, plays many games at once with the
+same cards in the same order and the same scoring as gymnasium's env, so Figure 5.1's 500,000
+episodes take seconds instead of a minute; ``tests/test_blackjack.py`` checks it against the
+env card for card (both dealt the same cards give the same observations and rewards) and
+statistically.
 
 Observations are gymnasium's ``(player_sum, dealer_card, usable_ace)``; tables are indexed
 ``[player_sum, dealer_card, usable_ace]`` (shape ``(32, 11, 2)``, ace = 1), actions
@@ -29,8 +30,6 @@ from dataclasses import dataclass
 import gymnasium as gym
 import numpy as np
 
-from rl_basics.tabular import Lanes, LaneStreams, TabularSpec, register_simulator
-
 STICK, HIT = 0, 1
 DECK = np.array([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 10, 10, 10])
 CARDS = np.arange(1, 11)
@@ -38,114 +37,9 @@ CARD_PROBS = np.array([1, 1, 1, 1, 1, 1, 1, 1, 1, 4]) / 13.0
 SHAPE = (32, 11, 2)
 
 
-def blackjack_spec() -> TabularSpec:
-    """The tabular view of ``Blackjack-v1``: ``Tuple(Discrete(32), Discrete(11), Discrete(2))``, 2 actions."""
-    n = int(np.prod(SHAPE))
-    return TabularSpec(SHAPE, 2, np.ones((n, 2), dtype=bool), np.zeros(n, dtype=bool), np.zeros(3, dtype=int))
-
-
-def _sum_and_usable(hard: np.ndarray, ace: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    usable = ace & (hard + 10 <= 21)
-    return np.where(usable, hard + 10, hard), usable
-
-
-class BlackjackLanes(Lanes):
-    """Many independent ``Blackjack-v1(sab=True)`` games stepped together.
-
-    Each lane draws its cards from its own random stream (``rl_basics.tabular.LaneStreams``);
-    ``card_source(idx) -> cards`` replaces that (the card-for-card test against gymnasium
-    uses it). The deal follows gymnasium's order: dealer's two cards, then the player's two.
-    """
-
-    def __init__(self, n_lanes: int, seed: int, env: gym.Env | None = None, card_source=None):
-        if env is not None:
-            u = env.unwrapped
-            if not getattr(u, "sab", False):
-                raise ValueError("env: the numpy Blackjack simulator follows the book's rules; "
-                                 "make the env with sab=True")
-        self.spec = blackjack_spec()
-        self.n_lanes = n_lanes
-        self._streams = LaneStreams(n_lanes, seed)
-        self._card_source = card_source
-        z = np.zeros(n_lanes, dtype=np.int64)
-        self.p_hard, self.p_cards, self.d_shown, self.d_hidden = z.copy(), z.copy(), z.copy(), z.copy()
-        self.p_ace = np.zeros(n_lanes, dtype=bool)
-
-    def _draw(self, idx: np.ndarray) -> np.ndarray:
-        if self._card_source is not None:
-            return np.asarray(self._card_source(idx), dtype=np.int64)
-        return DECK[np.minimum((self._streams.draw(idx)[:, 0] * 13).astype(np.int64), 12)]
-
-    def observations(self, idx: np.ndarray) -> np.ndarray:
-        """Flat state index of each lane's current observation."""
-        total, usable = _sum_and_usable(self.p_hard[idx], self.p_ace[idx])
-        return np.ravel_multi_index((total, self.d_shown[idx], usable.astype(np.int64)), SHAPE)
-
-    def reset(self, idx):
-        self.d_shown[idx] = self._draw(idx)
-        self.d_hidden[idx] = self._draw(idx)
-        c1, c2 = self._draw(idx), self._draw(idx)
-        self.p_hard[idx] = c1 + c2
-        self.p_ace[idx] = (c1 == 1) | (c2 == 1)
-        self.p_cards[idx] = 2
-        return self.observations(idx)
-
-    def reset_to(self, idx, states):
-        total, shown, usable = np.unravel_index(np.asarray(states, dtype=np.int64), SHAPE)
-        for t, u in zip(total, usable):
-            _hand_for(int(t), bool(u))  # validates
-        self.d_shown[idx] = shown
-        self.d_hidden[idx] = self._draw(idx)
-        usable = usable.astype(bool)
-        self.p_hard[idx] = np.where(usable, total - 10, total)
-        self.p_ace[idx] = usable
-        self.p_cards[idx] = np.array([len(_hand_for(int(t), bool(u))) for t, u in zip(total, usable)], dtype=np.int64)
-        return self.observations(idx)
-
-    def step(self, idx, actions):
-        actions = np.asarray(actions)
-        n = len(idx)
-        reward = np.zeros(n)
-        terminated = np.ones(n, dtype=bool)
-        hit = actions == HIT
-        h = idx[hit]
-        if h.size:
-            card = self._draw(h)
-            self.p_hard[h] += card
-            self.p_ace[h] |= card == 1
-            self.p_cards[h] += 1
-            bust = self.p_hard[h] > 21
-            reward[hit] = np.where(bust, -1.0, 0.0)
-            terminated[hit] = bust
-        st = idx[~hit]
-        if st.size:
-            reward[~hit] = self._dealer_plays(st)
-        return self.observations(idx), reward, terminated, np.zeros(n, dtype=bool)
-
-    def _dealer_plays(self, idx: np.ndarray) -> np.ndarray:
-        shown, hidden = self.d_shown[idx], self.d_hidden[idx]
-        d_hard = shown + hidden
-        d_ace = (shown == 1) | (hidden == 1)
-        d_natural = d_ace & (d_hard == 11)
-        while True:
-            d_sum, _ = _sum_and_usable(d_hard, d_ace)
-            draw = np.flatnonzero(d_sum < 17)
-            if not draw.size:
-                break
-            card = self._draw(idx[draw])
-            d_hard[draw] += card
-            d_ace[draw] |= card == 1
-        d_sum, _ = _sum_and_usable(d_hard, d_ace)
-        p_sum, _ = _sum_and_usable(self.p_hard[idx], self.p_ace[idx])
-        p_score = np.where(p_sum > 21, 0, p_sum)
-        d_score = np.where(d_sum > 21, 0, d_sum)
-        reward = np.sign(p_score - d_score).astype(float)
-        p_natural = (self.p_cards[idx] == 2) & (p_sum == 21)
-        return np.where(p_natural & ~d_natural, 1.0, reward)
-
-
-def _hand_for(total: int, usable: bool) -> list[int]:
-    """A player hand with this observation (used for exploring starts): natural-free for 21."""
+def hand_for(total: int, usable: bool) -> list[int]:
+    """A player hand with this observation, for exploring starts (:func:`set_state` and
+    ``rl_basics.lanes.BlackjackLanes``): natural-free for 21."""
     if usable:
         if 12 <= total <= 20:
             return [1, total - 11]
@@ -164,7 +58,7 @@ def _hand_for(total: int, usable: bool) -> list[int]:
 def set_state(env: gym.Env, obs) -> tuple[int, int, int]:
     """Put gymnasium's Blackjack env (after ``reset``) into observation ``obs`` = (sum, dealer card, usable).
 
-    The player gets a hand with that sum (:func:`_hand_for`; a 21 is never a natural), the
+    The player gets a hand with that sum (:func:`hand_for`; a 21 is never a natural), the
     dealer shows the given card and gets a fresh hidden card from the env's random stream.
     """
     from gymnasium.envs.toy_text.blackjack import draw_card
@@ -173,7 +67,7 @@ def set_state(env: gym.Env, obs) -> tuple[int, int, int]:
     if not 1 <= shown <= 10:
         raise ValueError(f"obs: the dealer's card must be 1..10, got {shown}")
     u = env.unwrapped
-    u.player = _hand_for(total, bool(usable))
+    u.player = hand_for(total, bool(usable))
     u.dealer = [shown, draw_card(u.np_random)]
     return u._get_obs()
 
@@ -332,12 +226,3 @@ def _solve(policy: np.ndarray | None) -> BlackjackExact:
         if m_play + m_nat > 0:
             v_visit[21, d, 1] = (m_play * v[21, d, 1] + m_nat * v_nat[d]) / (m_play + m_nat)
     return BlackjackExact(v, q, v_nat, visits, v_visit, float(expected_return))
-
-
-def _register() -> None:
-    from gymnasium.envs.toy_text.blackjack import BlackjackEnv
-
-    register_simulator(BlackjackEnv, lambda env, n_lanes, seed: BlackjackLanes(n_lanes, seed, env=env), set_state)
-
-
-_register()

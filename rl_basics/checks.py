@@ -10,7 +10,7 @@ random inputs (a new seed every call, printed on failure so it can be reproduced
 
 The docstring of each check states the signature the learner's function must have. The
 references are the packages' own implementations (:mod:`rl_basics.dp`,
-:mod:`rl_basics.agents.core`, ...); the few pieces the packages do not need themselves live in
+:mod:`rl_basics.agents.losses`, ...); the few pieces the packages do not need themselves live in
 the *references* section at the end of this module.
 """
 
@@ -21,6 +21,7 @@ from collections.abc import Callable
 import numpy as np
 
 from rl_basics.course.checking import Case, CheckFailed, Mistake, check_function, fresh_seed, learner_check
+from rl_basics.td import expected_sarsa_target, q_learning_update, sarsa_update, td0_update
 
 __all__ = [
     "check_discounted_return",
@@ -405,7 +406,7 @@ def check_td0_update(fn: Callable, *, seed: int | None = None) -> None:
     """Check ``fn(V, s, r, s_next, terminated, alpha, gamma) -> V``: one TD(0) update of a value table.
 
     ``V[s] += alpha * (r + gamma * (1 - terminated) * V[s_next] - V[s])``. Return the updated
-    table (updating ``V`` in place and returning it is fine).
+    table (updating ``V`` in place and returning it is fine). Reference: :func:`rl_basics.td.td0_update`.
     """
     rng, seed = _rng(seed)
     cases = []
@@ -453,6 +454,7 @@ def check_sarsa_update(fn: Callable, *, seed: int | None = None) -> None:
     """Check ``fn(Q, s, a, r, s_next, a_next, terminated, alpha, gamma) -> Q``: one SARSA update.
 
     ``Q[s, a] += alpha * (r + gamma * (1 - terminated) * Q[s_next, a_next] - Q[s, a])``.
+    Reference: :func:`rl_basics.td.sarsa_update`.
     """
     rng, seed = _rng(seed)
     mistakes = [
@@ -476,6 +478,7 @@ def check_q_learning_update(fn: Callable, *, seed: int | None = None) -> None:
     """Check ``fn(Q, s, a, r, s_next, terminated, alpha, gamma) -> Q``: one Q-learning update.
 
     ``Q[s, a] += alpha * (r + gamma * (1 - terminated) * max_a' Q[s_next, a'] - Q[s, a])``.
+    Reference: :func:`rl_basics.td.q_learning_update`.
     """
     rng, seed = _rng(seed)
     mistakes = [
@@ -504,6 +507,7 @@ def check_expected_sarsa_target(fn: Callable, *, seed: int | None = None) -> Non
     (probability ``ε / A`` for every action plus ``1 - ε`` for the greedy one). The target is
     ``r + gamma * (1 - terminated) * sum_a pi(a | s_next) q_next[a]``. Tied greedy actions share
     the ``1 - ε`` equally (:func:`rl_basics.policies.epsilon_greedy_probs`); the random cases have none.
+    Reference: :func:`rl_basics.td.expected_sarsa_target`.
     """
     rng, seed = _rng(seed)
     cases = []
@@ -670,7 +674,7 @@ def check_gae(fn: Callable, *, seed: int | None = None) -> None:
     """Check ``fn(rewards, values, next_values, terminated, episode_end, gamma, lam) -> advantages``: GAE(λ).
 
     All inputs are ``(T, N)`` torch tensors, time on axis 0 (see
-    :func:`rl_basics.agents.core.compute_gae`, whose first output is the reference)::
+    :func:`rl_basics.agents.losses.compute_gae`, whose first output is the reference)::
 
         delta_t = r_t + gamma * (1 - terminated_t) * next_values_t - values_t
         A_t     = delta_t + gamma * lam * (1 - episode_end_t) * A_{t+1},    A_T = 0
@@ -680,7 +684,7 @@ def check_gae(fn: Callable, *, seed: int | None = None) -> None:
     """
     import torch
 
-    from rl_basics.agents.core import compute_gae
+    from rl_basics.agents.losses import compute_gae
 
     rng, seed = _rng(seed)
     cases = []
@@ -766,11 +770,11 @@ def check_ppo_policy_loss(fn: Callable, *, seed: int | None = None) -> None:
     ``ratio = exp(logp_new - logp_old)``;
     ``loss = mean(max(-A * ratio, -A * clip(ratio, 1 - clip_coef, 1 + clip_coef)))`` — minus the
     pessimistic (min) of the unclipped and clipped objectives. Reference:
-    :func:`rl_basics.agents.core.ppo_policy_loss`.
+    :func:`rl_basics.agents.losses.ppo_policy_loss`.
     """
     import torch
 
-    from rl_basics.agents.core import ppo_policy_loss
+    from rl_basics.agents.losses import ppo_policy_loss
 
     rng, seed = _rng(seed)
 
@@ -807,11 +811,11 @@ def check_ppo_value_loss(fn: Callable, *, seed: int | None = None) -> None:
 
     ``v_clip = values_old + clip(values_new - values_old, -clip_coef, clip_coef)``;
     ``loss = 0.5 * mean(max((values_new - returns)^2, (v_clip - returns)^2))``. Reference:
-    :func:`rl_basics.agents.core.ppo_value_loss`.
+    :func:`rl_basics.agents.losses.ppo_value_loss`.
     """
     import torch
 
-    from rl_basics.agents.core import ppo_value_loss
+    from rl_basics.agents.losses import ppo_value_loss
 
     rng, seed = _rng(seed)
     f = lambda x: torch.tensor(x, dtype=torch.float32)  # noqa: E731
@@ -850,8 +854,8 @@ def check_ppo_value_loss(fn: Callable, *, seed: int | None = None) -> None:
 
 
 def _episode_returns(states, rewards, gamma: float) -> tuple[np.ndarray, np.ndarray]:
-    """``(G_t, first_visit_t)`` of one episode, through the MC code's :class:`rl_basics.tabular.Episodes`."""
-    from rl_basics.tabular import Episodes
+    """``(G_t, first_visit_t)`` of one episode, through the MC code's :class:`rl_basics.lanes.Episodes`."""
+    from rl_basics.lanes import Episodes
 
     T = len(rewards)
     episode = Episodes(states=np.asarray(states, dtype=np.int64).reshape(1, T), actions=np.zeros((1, T), dtype=np.int64),
@@ -888,33 +892,6 @@ def weighted_importance_sampling_update(V, C, G, W):
     return V + step * (G - V), C_new
 
 
-def td0_update(V, s, r, s_next, terminated, alpha, gamma):
-    """``V[s] += alpha (r + gamma (1 - terminated) V[s_next] - V[s])`` on a copy."""
-    V = np.array(V, dtype=float)
-    V[s] += alpha * (r + gamma * (1 - float(terminated)) * V[s_next] - V[s])
-    return V
-
-
-def sarsa_update(Q, s, a, r, s_next, a_next, terminated, alpha, gamma):
-    """``Q[s, a] += alpha (r + gamma (1 - terminated) Q[s_next, a_next] - Q[s, a])`` on a copy."""
-    Q = np.array(Q, dtype=float)
-    Q[s, a] += alpha * (r + gamma * (1 - float(terminated)) * Q[s_next, a_next] - Q[s, a])
-    return Q
-
-
-def q_learning_update(Q, s, a, r, s_next, terminated, alpha, gamma):
-    """``Q[s, a] += alpha (r + gamma (1 - terminated) max_a' Q[s_next, a'] - Q[s, a])`` on a copy."""
-    return sarsa_update(Q, s, a, r, s_next, int(np.argmax(Q[s_next])), terminated, alpha, gamma)
-
-
-def expected_sarsa_target(q_next, r, terminated, epsilon, gamma):
-    """``r + gamma (1 - terminated) sum_a pi_eps(a) q_next[a]`` with the course's ε-greedy ``pi_eps``."""
-    from rl_basics.policies import epsilon_greedy_probs
-
-    q_next = np.asarray(q_next, dtype=float)
-    return r + gamma * (1 - float(terminated)) * float(epsilon_greedy_probs(q_next, epsilon) @ q_next)
-
-
 def reward_to_go(rewards, dones, gamma):
     """``G_t = r_t + gamma (1 - done_t) G_{t+1}`` over consecutive episodes (numpy in and out).
 
@@ -938,14 +915,14 @@ def _reward_so_far(rewards, dones, gamma):
 
 
 def bootstrapped_returns(rewards, dones, last_value, gamma):
-    """n-step rollout returns through :func:`~rl_basics.agents.core.compute_gae` with ``lam = 1``.
+    """n-step rollout returns through :func:`~rl_basics.agents.losses.compute_gae` with ``lam = 1``.
 
     With zero values and ``V(s_T)`` as the only next value, GAE(1)'s advantages are exactly
     the bootstrapped returns ``G_t = r_t + gamma (1 - d_t) G_{t+1}``, ``G_T = V(s_T)``.
     """
     import torch
 
-    from rl_basics.agents.core import compute_gae
+    from rl_basics.agents.losses import compute_gae
 
     zeros = torch.zeros_like(rewards)
     next_values = zeros.clone()

@@ -24,6 +24,7 @@ from typing import Literal
 import numpy as np
 
 from rl_basics.mdp import TabularModel, as_model
+from rl_basics.validation import check_gamma
 
 __all__ = [
     "bellman_expectation_backup",
@@ -53,7 +54,7 @@ def q_from_v(model, V: np.ndarray, gamma: float) -> np.ndarray:
     Unavailable actions get ``-inf``, so ``Q.max(axis=1)`` and ``Q.argmax(axis=1)`` ignore them.
     """
     model = as_model(model)
-    q = _lookahead(model, _check_values(model, V), _check_gamma(gamma))
+    q = _lookahead(model, _check_values(model, V), check_gamma(gamma))
     return np.where(model.action_mask, q, -np.inf)
 
 
@@ -61,7 +62,7 @@ def bellman_expectation_backup(model, V: np.ndarray, policy: np.ndarray, gamma: 
     """``(T_pi V)(s) = sum_a pi(a|s) [r(s, a) + gamma * sum_s' C[s, a, s'] V(s')]``, shape ``(S,)``."""
     model = as_model(model)
     policy = _check_policy(model, policy)
-    return (policy * _lookahead(model, _check_values(model, V), _check_gamma(gamma))).sum(axis=1)
+    return (policy * _lookahead(model, _check_values(model, V), check_gamma(gamma))).sum(axis=1)
 
 
 def bellman_optimality_backup(model, V: np.ndarray, gamma: float) -> np.ndarray:
@@ -79,7 +80,7 @@ def solve_policy_exact(model, policy: np.ndarray, gamma: float) -> np.ndarray:
     iterative evaluation converges to).
     """
     model = as_model(model)
-    gamma = _check_gamma(gamma)
+    gamma = check_gamma(gamma)
     r_pi, c_pi = _policy_matrices(model, _check_policy(model, policy))
     values = np.zeros(model.n_states)
     solve = np.ones(model.n_states, dtype=bool)
@@ -120,7 +121,7 @@ def policy_evaluation(
         ``(V, n_sweeps)``: the values ``(S,)`` after the last sweep and how many sweeps it took.
     """
     model = as_model(mdp)
-    gamma = _check_gamma(gamma)
+    gamma = check_gamma(gamma)
     theta, max_sweeps = _check_stopping(theta, max_sweeps)
     r_pi, c_pi = _policy_matrices(model, _check_policy(model, policy))
     V = np.zeros(model.n_states) if V0 is None else _check_values(model, V0).copy()
@@ -148,7 +149,7 @@ def finite_horizon_values(mdp, horizon: int, gamma: float = 1.0, policy: np.ndar
     a policy that may choose differently as the deadline approaches.
     """
     model = as_model(mdp)
-    gamma = _check_gamma(gamma)
+    gamma = check_gamma(gamma)
     if int(horizon) != horizon or horizon < 0:
         raise ValueError(f"horizon must be a non-negative integer, got {horizon!r}")
     V = np.zeros(model.n_states)
@@ -208,7 +209,7 @@ def policy_iteration(
         round (the values of the policy evaluated in that round, the policy it improved to).
     """
     model = as_model(mdp)
-    gamma = _check_gamma(gamma)
+    gamma = check_gamma(gamma)
     theta, max_iterations = _check_stopping(theta, max_iterations)
     if eval_sweeps is not None and (int(eval_sweeps) != eval_sweeps or eval_sweeps < 1):
         raise ValueError(f"eval_sweeps must be None (exact evaluation) or a positive integer, got {eval_sweeps!r}")
@@ -263,7 +264,7 @@ def value_iteration(
         ``n_sweeps`` and ``deltas`` (``(n_sweeps,)`` largest change of each sweep).
     """
     model = as_model(mdp)
-    gamma = _check_gamma(gamma)
+    gamma = check_gamma(gamma)
     theta, max_sweeps = _check_stopping(theta, max_sweeps)
     V = np.zeros(model.n_states)
     if history is not None:
@@ -364,12 +365,6 @@ def _divergence_message(stuck: np.ndarray, problem: str) -> str:
                 "transition and keeps collecting reward, so with gamma = 1 their return is infinite. "
                 "Use gamma < 1 or a policy that terminates (check that goal transitions are marked terminated=True).")
     return f"{problem}. Use a larger max_sweeps or theta, or a smaller gamma."
-
-
-def _check_gamma(gamma: float) -> float:
-    if not isinstance(gamma, (int, float, np.floating, np.integer)) or not 0.0 <= float(gamma) <= 1.0:
-        raise ValueError(f"gamma must be a number in [0, 1], got {gamma!r}")
-    return float(gamma)
 
 
 def _check_stopping(theta: float, max_steps: int) -> tuple[float, int]:

@@ -1,20 +1,21 @@
 """Monte-Carlo prediction and control (Sutton & Barto, chapter 5; constant-alpha MC of chapter 6).
 
 - :func:`mc_prediction`: first-visit or every-visit sample-average evaluation of a policy.
-- :func:`constant_alpha_mc_prediction`: ``V(S_t) += alpha (G_t - V(S_t))`` (Example 6.2).
+- :func:`constant_alpha_mc_prediction`: ``V(S_t) <- V(S_t) + alpha [G_t - V(S_t)]`` (Example 6.2; the update is
+  ``rl_basics.td.n_step_td_update``, n-step TD with n at least the episode length).
 - :func:`mc_control_exploring_starts`: Monte-Carlo ES (Figure 5.2).
 - :func:`mc_control_epsilon_greedy`: on-policy first-visit control with epsilon-soft policies
   and a GLIE schedule (``rl_basics.policies.glie_schedule``).
 - :func:`off_policy_mc_prediction`: ordinary and weighted importance sampling (Figure 5.3).
 
-Episodes are generated on *lanes* (``rl_basics.tabular``). ``batch_size`` episodes are
+Episodes are generated on *lanes* (``rl_basics.lanes``). ``batch_size`` episodes are
 simulated at once; the default is one episode at a time through the env you pass
 (``simulator="env"``), exactly the book's algorithms. For prediction the batch size only
 changes speed (sample averages do not depend on the order of episodes). For control, a
 batch of B episodes is played with the policy of the previous batch and the policy is
 improved after it: generalized policy iteration with B episodes of evaluation per
 improvement; B = 1 is the book's episode-by-episode algorithm. ``simulator="vector"``
-uses the numpy simulator of the same env (``rl_basics.blackjack.BlackjackLanes`` for
+uses the numpy simulator of the same env (``rl_basics.lanes.BlackjackLanes`` for
 Blackjack, a model-based simulator for envs with ``P``).
 
 Tables come back in the observation's shape: ``V[player_sum, dealer_card, usable_ace]``
@@ -29,9 +30,9 @@ import gymnasium as gym
 import numpy as np
 
 from rl_basics.policies import as_schedule, epsilon_greedy_action, glie_schedule, greedy_action, sample_actions
-from rl_basics.tabular import (Lanes, TabularSpec, check_alphas, check_gamma, check_positive_int, make_lanes,
-                               rollout)
-from rl_basics.td import PredictionResult, _squeeze
+from rl_basics.lanes import Lanes, make_lanes, rollout
+from rl_basics.tabular import TabularSpec, check_alphas, check_gamma, check_positive_int
+from rl_basics.td import PredictionResult, _squeeze, n_step_td_update
 
 DEFAULT_VECTOR_BATCH = 10_000
 
@@ -182,8 +183,8 @@ def constant_alpha_mc_prediction(env: gym.Env, n_episodes: int, alpha: float, ga
         use = ep.first_visits() if first_visit else ep.valid
         for t in range(ep.states.shape[1]):  # in time order: a state visited twice is updated twice
             r = runs[use[:, t]]
-            s = ep.states[r, t]
-            V[r, s] += alpha[r] * (G[r, t] - V[r, s])
+            # V(S_t) <- V(S_t) + alpha [G_t - V(S_t)]: n-step TD's update with n = infinity
+            n_step_td_update(V, ep.states[r, t], G[r, t], alpha[r], runs=r)
         history[:, k + 1] = V
         returns[:, k] = ep.rewards.sum(axis=1)
         lengths[:, k] = ep.lengths

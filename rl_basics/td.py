@@ -1,16 +1,24 @@
 """Temporal-difference learning (Sutton & Barto, chapters 6 and 7).
 
-Prediction: :func:`td0_prediction`, :func:`n_step_td_prediction`.
-Control: :func:`sarsa`, :func:`expected_sarsa`, :func:`q_learning`, :func:`double_q_learning`.
+**The updates**, one function per method, each the line of the book's pseudocode:
+:func:`td0_update`, :func:`n_step_td_update`, :func:`sarsa_update`, :func:`q_learning_update`,
+:func:`expected_sarsa_update` (with :func:`expected_sarsa_target`), :func:`double_q_learning_update`.
+They change the table in place, for one run (a table ``Q[s, a]`` and one transition) or for a
+batch of runs at once (tables ``Q[run, s, a]`` and one transition per run, as arrays).
 
-Every function takes an env, hyperparameters and a seed, and returns the learned
+**The algorithms** run those updates on episodes:
+
+- prediction: :func:`td0_prediction`, :func:`n_step_td_prediction`;
+- control: :func:`sarsa`, :func:`expected_sarsa`, :func:`q_learning`, :func:`double_q_learning`
+  (all through :func:`td_control`).
+
+Every algorithm takes an env, hyperparameters and a seed, and returns the learned
 table(s) with per-episode statistics. ``n_runs`` independent runs are computed at
-once along a leading *run axis* (one lane per run, see ``rl_basics.tabular``): with
+once along a leading *run axis* (one lane per run, see ``rl_basics.lanes``): with
 ``n_runs=1`` (the default) the env you pass is stepped; with more runs a vectorised
 simulator of the same env is used (``simulator="vector"``), which is how the course
-averages 100 or 10,000 runs in seconds. It is the same code either way: the update
-lines below act on the runs that are still going, ``i``, with arrays indexed
-``[run, state, action]``.
+averages 100 or 10,000 runs in seconds. It is the same code either way: the updates
+act on the runs that are still going, ``i``, with tables indexed ``[run, state, action]``.
 
 Tables come back in the observation's shape with the run axis first, squeezed away
 when ``n_runs == 1``: ``Q[s, a]`` for one run, ``Q[run, s, a]`` for many.
@@ -25,8 +33,159 @@ import numpy as np
 
 from rl_basics.policies import (as_schedule, epsilon_greedy_action, epsilon_greedy_probs, greedy_action,
                                 sample_actions, uniform_policy)
-from rl_basics.tabular import (EpisodeLoop, TabularSpec, check_alpha, check_alphas, check_gamma,
-                               check_positive_int, make_lanes)
+from rl_basics.lanes import EpisodeLoop, make_lanes
+from rl_basics.tabular import TabularSpec, check_alpha, check_alphas, check_gamma, check_positive_int
+
+
+# ============================================================================ the updates, as in the book
+# Each function is one line of Sutton & Barto's pseudocode. For one run, pass a table (``V[s]`` or
+# ``Q[s, a]``) and one transition (numbers). For a batch, pass tables with a leading run axis
+# (``V[run, s]``, ``Q[run, s, a]``) and one transition per run (arrays); ``runs`` says which run
+# each transition belongs to (default: every run, in order). Either way the body is the book's line:
+# ``_per_run`` (below the updates) lets ``Q[s, a]`` stand for ``Q[runs, s, a]``. The table is changed in
+# place and returned.
+
+
+def td0_update(V, s, r, s_next, terminated, alpha, gamma, runs=None):
+    """TD(0) (section 6.1, equation 6.2)::
+
+        V(S) <- V(S) + alpha [R + gamma V(S') - V(S)]
+
+    ``V(S')`` of a terminal state is 0: after a ``terminated`` transition the target is ``R``
+    alone (a *truncated* episode still bootstraps: its future is unknown, not zero).
+
+    Shapes: ``V`` ``(n_states,)`` with numbers for one run; ``(n_runs, n_states)`` with ``s``,
+    ``r``, ``s_next``, ``terminated`` (and ``alpha``, or a number) of shape ``(n,)`` for a batch.
+    """
+    table, V = V, _per_run(V, runs, 1)
+    target = r + gamma * (1 - terminated) * V[s_next]
+    V[s] += alpha * (target - V[s])
+    return table
+
+
+def n_step_td_update(V, s, G, alpha, runs=None):
+    """n-step TD (section 7.1, equation 7.2), and constant-alpha Monte Carlo (section 6.1, equation 6.1)::
+
+        V(S_tau) <- V(S_tau) + alpha [G - V(S_tau)]
+
+    ``G`` is the n-step return ``G_{tau:tau+n} = R_{tau+1} + ... + gamma^{n-1} R_{tau+n} + gamma^n V(S_{tau+n})``
+    (:func:`n_step_td_prediction` computes it); with n at least the episode length it is the full
+    return ``G_t``, and this is constant-alpha MC (``rl_basics.mc.constant_alpha_mc_prediction``).
+    Shapes as in :func:`td0_update`.
+    """
+    table, V = V, _per_run(V, runs, 1)
+    V[s] += alpha * (G - V[s])
+    return table
+
+
+def sarsa_update(Q, s, a, r, s_next, a_next, terminated, alpha, gamma, runs=None):
+    """SARSA (section 6.4), with ``A'`` the action the behaviour policy takes next::
+
+        Q(S, A) <- Q(S, A) + alpha [R + gamma Q(S', A') - Q(S, A)]
+
+    No bootstrapping after a ``terminated`` transition. Shapes: ``Q`` ``(n_states, n_actions)``
+    with numbers for one run; ``(n_runs, n_states, n_actions)`` with ``(n,)`` arrays for a batch.
+    """
+    table, Q = Q, _per_run(Q, runs, 2)
+    target = r + gamma * (1 - terminated) * Q[s_next, a_next]
+    Q[s, a] += alpha * (target - Q[s, a])
+    return table
+
+
+def q_learning_update(Q, s, a, r, s_next, terminated, alpha, gamma, valid=None, runs=None):
+    """Q-learning (section 6.5, equation 6.8)::
+
+        Q(S, A) <- Q(S, A) + alpha [R + gamma max_a Q(S', a) - Q(S, A)]
+
+    ``valid``: ``(n_states, n_actions)`` bool, the actions that exist in each state, the only ones
+    the max runs over (``None``: all). Shapes as in :func:`sarsa_update`.
+    """
+    table, Q = Q, _per_run(Q, runs, 2)
+    q_next = Q[s_next] if valid is None else np.where(valid[s_next], Q[s_next], -np.inf)
+    target = r + gamma * (1 - terminated) * q_next.max(axis=-1)
+    Q[s, a] += alpha * (target - Q[s, a])
+    return table
+
+
+def expected_sarsa_target(q_next, r, terminated, epsilon, gamma, valid_next=None):
+    """The Expected SARSA target (section 6.6, equation 6.9), pi the epsilon-greedy policy of ``q_next``::
+
+        R + gamma sum_a pi(a | S') Q(S', a)
+
+    ``q_next``: ``Q(S', .)``, ``(n_actions,)`` or one row per transition ``(n, n_actions)``;
+    ``epsilon`` a number or one per row; ``valid_next``: the actions that exist in ``S'`` (``q_next``'s
+    shape; ``None``: all). Tied greedy actions share ``1 - epsilon``
+    (``rl_basics.policies.epsilon_greedy_probs``).
+    """
+    pi = epsilon_greedy_probs(q_next, epsilon, valid_next)
+    return r + gamma * (1 - terminated) * (pi * q_next).sum(axis=-1)
+
+
+def expected_sarsa_update(Q, s, a, r, s_next, terminated, alpha, gamma, epsilon, valid=None, runs=None):
+    """Expected SARSA (section 6.6), pi the epsilon-greedy policy of ``Q``::
+
+        Q(S, A) <- Q(S, A) + alpha [R + gamma sum_a pi(a | S') Q(S', a) - Q(S, A)]
+
+    ``valid`` as in :func:`q_learning_update`; shapes as in :func:`sarsa_update`.
+    """
+    table, Q = Q, _per_run(Q, runs, 2)
+    target = expected_sarsa_target(Q[s_next], r, terminated, epsilon, gamma, None if valid is None else valid[s_next])
+    Q[s, a] += alpha * (target - Q[s, a])
+    return table
+
+
+def double_q_learning_update(Q1, Q2, s, a, r, s_next, terminated, alpha, gamma, rng, valid=None, runs=None):
+    """Double Q-learning (section 6.7): a fair coin per transition picks the table to update. Heads::
+
+        Q1(S, A) <- Q1(S, A) + alpha [R + gamma Q2(S', argmax_a Q1(S', a)) - Q1(S, A)]
+
+    tails: the same with Q1 and Q2 swapped. One table picks the action, the other evaluates it,
+    which removes Q-learning's maximization bias. Ties in the argmax are broken at random (``rng``,
+    which also flips the coins). Returns ``(Q1, Q2)``; ``valid`` as in :func:`q_learning_update`,
+    shapes as in :func:`sarsa_update`.
+    """
+    heads = rng.random(np.shape(s)) < 0.5
+    if runs is None and np.ndim(Q1) > 2:
+        runs = np.arange(len(Q1))
+    for Q_pick, Q_eval, side in ((Q1, Q2, heads), (Q2, Q1, ~heads)):  # heads: Q1 picks and learns
+        S, A, R, S2, term, step = (np.broadcast_to(x, heads.shape)[side]
+                                   for x in (s, a, r, s_next, terminated, alpha))
+        j = None if runs is None else np.asarray(runs)[side]
+        Q, Q_other = _per_run(Q_pick, j, 2), _per_run(Q_eval, j, 2)
+        best = greedy_action(Q[S2], rng, None if valid is None else valid[S2])  # argmax_a Q1(S', a)
+        target = R + gamma * (1 - term) * Q_other[S2, best]
+        Q[S, A] += step * (target - Q[S, A])
+    return Q1, Q2
+
+
+# the run axis of the updates
+
+
+class _RunTables:
+    """Tables ``T[run, ...]`` seen through the runs of a batch of transitions: ``self[i] = T[runs, i]``."""
+
+    def __init__(self, tables: np.ndarray, runs: np.ndarray):
+        self.tables, self.runs = tables, runs
+
+    def _index(self, index) -> tuple:
+        return (self.runs, *(index if isinstance(index, tuple) else (index,)))
+
+    def __getitem__(self, index):
+        return self.tables[self._index(index)]
+
+    def __setitem__(self, index, value):
+        self.tables[self._index(index)] = value
+
+
+def _per_run(table: np.ndarray, runs: np.ndarray | None, table_ndim: int):
+    """``table`` itself for one run (``table.ndim == table_ndim``); for a batch (a leading run axis),
+    a view that indexes each transition's own run: ``T[s, a]`` reads and writes ``table[runs, s, a]``."""
+    if runs is None and np.ndim(table) == table_ndim:
+        return table
+    return _RunTables(table, np.arange(len(table)) if runs is None else np.asarray(runs))
+
+
+# ============================================================================ the algorithms
 
 
 @dataclass
@@ -91,7 +250,7 @@ def _prediction_result(spec: TabularSpec, V, history, loop, n_runs) -> Predictio
 def td0_prediction(env: gym.Env, n_episodes: int, alpha: float, gamma: float = 1.0, policy: np.ndarray | None = None,
                    v_init: float = 0.0, seed: int = 0, n_runs: int = 1, simulator: str | None = None
                    ) -> PredictionResult:
-    """Tabular TD(0) evaluation of ``policy``: ``V(S) += alpha * (R + gamma * V(S') - V(S))``.
+    """Tabular TD(0) evaluation of ``policy``: :func:`td0_update` after every step.
 
     Args:
         alpha: step size, or one per run (``(n_runs,)``) to sweep step sizes in one call.
@@ -111,8 +270,7 @@ def td0_prediction(env: gym.Env, n_episodes: int, alpha: float, gamma: float = 1
         i = loop.active
         a = sample_actions(pi[s[i]], rng)
         s2, r, term, trunc = loop.step(i, a)
-        target = r + gamma * np.where(term, 0.0, V[i, s2])
-        V[i, s[i]] += alpha[i] * (target - V[i, s[i]])
+        td0_update(V, s[i], r, s2, term, alpha[i], gamma, runs=i)
         s[i] = s2
         ended = i[term | trunc]
         history[ended, loop.episode[ended] + 1] = V[ended]
@@ -126,7 +284,7 @@ def n_step_td_prediction(env: gym.Env, n: int, n_episodes: int, alpha: float, ga
                          simulator: str | None = None) -> PredictionResult:
     """n-step TD evaluation (Sutton & Barto, section 7.1): the link between TD(0) and Monte Carlo.
 
-    ``V(S_tau) += alpha * (G_{tau:tau+n} - V(S_tau))`` with the n-step return
+    :func:`n_step_td_update`, ``V(S_tau) <- V(S_tau) + alpha [G_{tau:tau+n} - V(S_tau)]``, with the n-step return
     ``G = R_{tau+1} + gamma R_{tau+2} + ... + gamma^{n-1} R_{tau+n} + gamma^n V(S_{tau+n})``
     (no bootstrap term when the episode ends first). ``n = 1`` is TD(0); ``n`` at least the
     episode length is constant-alpha every-visit Monte Carlo. The same lanes and seed
@@ -176,8 +334,7 @@ def n_step_td_prediction(env: gym.Env, n: int, n_episodes: int, alpha: float, ga
             k_boot = np.minimum(n, T[u] - tau_u)
             boot = (tau_u + n < T[u]) | cut[u]
             G += np.where(boot, powers[k_boot] * V[u, S_buf[u, (tau_u + k_boot) % m]], 0.0)
-            s_tau = S_buf[u, tau_u % m]
-            V[u, s_tau] += alpha[u] * (G - V[u, s_tau])
+            n_step_td_update(V, S_buf[u, tau_u % m], G, alpha[u], runs=u)
         t[i] += 1
         ended = u[(t[u] - n) == T[u] - 1] if u.size else u  # tau == T - 1 was just updated
         history[ended, loop.episode[ended] + 1] = V[ended]
@@ -194,13 +351,16 @@ CONTROL_METHODS = ("sarsa", "expected_sarsa", "q_learning", "double_q_learning")
 
 def td_control(env: gym.Env, method: str, n_episodes: int, alpha: float = 0.5, epsilon=0.1, gamma: float = 1.0,
                q_init: float = 0.0, seed: int = 0, n_runs: int = 1, simulator: str | None = None) -> ControlResult:
-    """One-step TD control with an epsilon-greedy behaviour policy; ``method`` picks the target:
+    """One-step TD control with an epsilon-greedy behaviour policy; ``method`` picks the update:
 
-    - ``"sarsa"``: ``R + gamma Q(S', A')`` with ``A'`` the action actually taken next (on-policy);
-    - ``"expected_sarsa"``: ``R + gamma sum_a pi(a|S') Q(S', a)``, pi the epsilon-greedy policy;
-    - ``"q_learning"``: ``R + gamma max_a Q(S', a)`` (off-policy: learns the greedy policy's values);
-    - ``"double_q_learning"``: two tables; a coin picks the one to update, which chooses
-      ``argmax_a Q1(S', a)`` while the other evaluates it (no maximization bias).
+    - ``"sarsa"``: :func:`sarsa_update`, target ``R + gamma Q(S', A')`` with ``A'`` the action
+      actually taken next (on-policy);
+    - ``"expected_sarsa"``: :func:`expected_sarsa_update`, target ``R + gamma sum_a pi(a|S') Q(S', a)``,
+      pi the epsilon-greedy policy;
+    - ``"q_learning"``: :func:`q_learning_update`, target ``R + gamma max_a Q(S', a)`` (off-policy:
+      learns the greedy policy's values);
+    - ``"double_q_learning"``: :func:`double_q_learning_update`: two tables; a coin picks the one to
+      update, which chooses ``argmax_a Q1(S', a)`` while the other evaluates it (no maximization bias).
 
     Args:
         epsilon: a constant in [0, 1] or a schedule ``k -> epsilon_k`` over episodes (see
@@ -235,24 +395,15 @@ def td_control(env: gym.Env, method: str, n_episodes: int, alpha: float = 0.5, e
         i = loop.active
         si, ai = s[i], a[i]
         s2, r, term, trunc = loop.step(i, ai)
-        cont = gamma * ~term  # no bootstrapping from a terminal state
         if method == "sarsa":
-            a2 = behaviour(i, s2)  # chosen before the update, as in the book's algorithm
-            target = r + cont * Q[i, s2, a2]
+            a2 = behaviour(i, s2)  # A', chosen before the update, as in the book's algorithm
+            sarsa_update(Q, si, ai, r, s2, a2, term, alpha, gamma, runs=i)
         elif method == "expected_sarsa":
-            probs = epsilon_greedy_probs(Q[i, s2], eps_fn(loop.episode[i] + 1), valid[s2])
-            target = r + cont * (probs * Q[i, s2]).sum(axis=1)
+            expected_sarsa_update(Q, si, ai, r, s2, term, alpha, gamma, eps_fn(loop.episode[i] + 1), valid, runs=i)
         elif method == "q_learning":
-            target = r + cont * np.where(term, 0.0, np.where(valid[s2], Q[i, s2], -np.inf).max(axis=1))
-        if double:
-            coin = rng.random(i.size) < 0.5
-            for table, other, pick in ((Q, Q2, coin), (Q2, Q, ~coin)):
-                j = i[pick]
-                best = greedy_action(table[j, s2[pick]], rng, valid[s2[pick]])
-                target = r[pick] + cont[pick] * other[j, s2[pick], best]
-                table[j, si[pick], ai[pick]] += alpha * (target - table[j, si[pick], ai[pick]])
+            q_learning_update(Q, si, ai, r, s2, term, alpha, gamma, valid, runs=i)
         else:
-            Q[i, si, ai] += alpha * (target - Q[i, si, ai])
+            double_q_learning_update(Q, Q2, si, ai, r, s2, term, alpha, gamma, rng, valid, runs=i)
         if method != "sarsa":
             a2 = behaviour(i, s2)  # chosen from the updated table
         s[i], a[i] = s2, a2

@@ -515,7 +515,7 @@ class _Progress(TrainerCallback):
         self.eval_seconds = 0.0
 
     def on_train_begin(self, args, state, control, **kwargs):
-        from rl_basics.agents.core import progress_bar
+        from rl_basics.agents.training import progress_bar
 
         self.bar = progress_bar(state.max_steps, enabled=self.progress, desc=self.desc)
 

@@ -282,9 +282,9 @@ def check_response_gae(fn: Callable, *, seed: int | None = None) -> None:
     layout), right-padded, ``mask`` 1 on real tokens. The episode ends at each row's last real
     token: no bootstrapping from the value of a padding token and no recursion across it. The
     advantages are 0 on padding. Reference: :func:`rlhf.ppo.response_advantages` (built on
-    :func:`rl_basics.agents.core.compute_gae`).
+    :func:`rl_basics.agents.losses.compute_gae`).
     """
-    from rl_basics.agents.core import compute_gae
+    from rl_basics.agents.losses import compute_gae
     from rlhf.ppo import response_advantages
 
     rng, seed = _rng(seed)

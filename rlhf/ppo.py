@@ -12,7 +12,7 @@ One call of :meth:`PPOTrainer.step` is one PPO iteration:
 4. **PPO epochs** — several passes over shuffled minibatches minimising the clipped policy
    loss plus the clipped value loss, with gradient clipping and a learning-rate schedule.
 
-The math is the course's classic PPO (``rl_basics.agents.core``): :func:`compute_gae`,
+The math is the course's classic PPO (``rl_basics.agents.losses``): :func:`compute_gae`,
 :func:`ppo_policy_loss`, :func:`ppo_value_loss`, :func:`masked_whiten`. What is specific to
 language models lives here: the KL-shaped token rewards, the reward-model score at the last
 token, the EOS penalty, the adaptive KL coefficient, and the bookkeeping of padding.
@@ -53,17 +53,9 @@ from peft import LoraConfig
 from torch import Tensor
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from rl_basics.agents.core import (
-    check_finite,
-    compute_gae,
-    explained_variance,
-    load_checkpoint,
-    masked_whiten,
-    ppo_policy_loss,
-    ppo_value_loss,
-    progress_bar,
-    save_checkpoint,
-)
+from rl_basics.agents.checkpoints import load_checkpoint, save_checkpoint
+from rl_basics.agents.losses import compute_gae, explained_variance, masked_whiten, ppo_policy_loss, ppo_value_loss
+from rl_basics.agents.training import check_finite, progress_bar
 from rlhf.models import POLICY_LORA_TARGETS, default_lora_config
 from rlhf.paths import stage_preset
 from rlhf.ppo_rollout import RewardScorer, left_pad, response_mask, sample_tokens, sampling_uniforms, tokenize_prompts
@@ -776,7 +768,7 @@ class PPOTrainer:
         if state["config"] != dataclasses.asdict(self.config) or state["seed"] != self.seed:
             raise ValueError(
                 f"{path} was written with a different config or seed; resume with the same settings "
-                "(compare state['config'] from rl_basics.agents.core.load_checkpoint)"
+                "(compare state['config'] from rl_basics.agents.checkpoints.load_checkpoint)"
             )
         if state.get("model_sources", self.model_sources) != self.model_sources:
             raise ValueError(

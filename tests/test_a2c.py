@@ -1,12 +1,17 @@
 """A2C: hyperparameter validation, bad input, n-step returns, seeding, the Box path.
 (CartPole-v1 to 475 is asserted in notebook 07.)"""
 
+import dataclasses
+
 import gymnasium as gym
 import numpy as np
 import pytest
 import torch
 
-from rl_basics.agents import a2c, core
+from rl_basics.agents import a2c
+from rl_basics.agents.networks import make_actor
+from rl_basics.agents.on_policy import make_batch
+from rl_basics.agents.rollout import RolloutCollector, evaluate
 from tests.test_agents_core import CountingEnv, counting_vector_env
 from tests.test_ppo import MultiBinaryEnv, NaNEnv
 
@@ -44,11 +49,11 @@ def test_lambda_one_gives_n_step_returns():
     """With gae_lambda = 1 the return target is the n-step return, cut at episode ends and
     bootstrapped from V(final obs) on truncation and from V(s_n) at the end of the rollout."""
     envs = counting_vector_env()
-    actor = core.make_actor(CountingEnv.observation_space, CountingEnv.action_space)
+    actor = make_actor(CountingEnv.observation_space, CountingEnv.action_space)
     v = lambda obs: 0.5 * obs[:, 0]  # noqa: E731  (a fixed "critic": V(count) = count / 2)
-    rollout = core.RolloutCollector(envs, seed=0).collect(actor, n_steps=6, critic=v)
+    rollout = RolloutCollector(envs, seed=0).collect(actor, n_steps=6, critic=v)
     envs.close()
-    batch = core.make_batch(rollout, gamma=0.9, gae_lambda=1.0)
+    batch = make_batch(rollout, gamma=0.9, gae_lambda=1.0)
     # env 0 (terminates after 3 steps; t=3 is the autoreset step): steps t=0,1,2 then t=4,5
     # env 1 (truncated after 4 steps; t=4 is the autoreset step): steps t=0..3 then t=5
     g = 0.9
@@ -72,7 +77,7 @@ def test_box_actions_and_rmsprop_run():
     result = a2c.train("Pendulum-v1", a2c.A2CConfig(**TINY, optimizer="rmsprop"), progress=False)
     assert result.actor.continuous
     assert np.isfinite(result.history["value_loss"]).all()
-    mean, _ = core.evaluate(result.actor, "Pendulum-v1", n_episodes=2)
+    mean, _ = evaluate(result.actor, "Pendulum-v1", n_episodes=2)
     assert np.isfinite(mean)
 
 
@@ -83,3 +88,12 @@ def test_accepts_a_vector_env_and_a_single_env():
     envs.close()
     single = a2c.train(gym.make("CartPole-v1"), a2c.A2CConfig(**{**TINY, "num_envs": 1}), progress=False)
     assert single.history["update_steps"][0] == 8
+
+
+def test_the_tuned_defaults():
+    """A2C's defaults were tuned (see A2CConfig); some sit on OnPolicyConfig, so a change there must not move them."""
+    assert dataclasses.asdict(a2c.A2CConfig()) == dict(
+        total_timesteps=150_000, num_envs=8, n_steps=16, learning_rate=1e-3, anneal_lr=True, reward_scale=0.1,
+        gamma=0.99, gae_lambda=0.95, ent_coef=0.0, vf_coef=0.5, max_grad_norm=0.5, normalize_advantages=True,
+        hidden_sizes=(64, 64), optimizer="adam",
+    )

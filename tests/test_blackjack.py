@@ -6,6 +6,7 @@ import pytest
 from gymnasium.envs.toy_text import blackjack as gym_blackjack
 
 from rl_basics import blackjack as bj
+from rl_basics.lanes import BlackjackLanes, rollout
 from rl_basics.tabular import TabularSpec
 
 Z = 4.0
@@ -50,7 +51,7 @@ def test_card_for_card_agreement_with_gymnasium(monkeypatch):
         vec_pointer[idx] += 1
         return out
 
-    lanes = bj.BlackjackLanes(n, seed=0, card_source=vec_draw)
+    lanes = BlackjackLanes(n, seed=0, card_source=vec_draw)
     idx = np.arange(n)
     s = lanes.reset(idx)
     got = [[int(x)] for x in s]
@@ -71,8 +72,7 @@ def test_exact_expected_return_matches_both_simulators():
     """The stick-on-20 policy's exact expected return (DP) against sample means of both simulators."""
     policy = bj.stick_on(20)
     exact = bj.exact_values(policy).expected_return
-    lanes = bj.BlackjackLanes(200_000, seed=1)
-    from rl_basics.tabular import rollout
+    lanes = BlackjackLanes(200_000, seed=1)
     pi = policy.reshape(-1, 2)
     ep = rollout(lanes, lambda i, s: pi[s].argmax(axis=1))
     G = ep.rewards.sum(axis=1)

@@ -10,8 +10,8 @@ from rl_basics import dp
 from rl_basics.envs.maximization_bias import LEFT, RIGHT, STATE_A, STATE_B, TERMINAL, MaximizationBiasEnv
 from rl_basics.envs.random_walk import RandomWalkEnv
 from rl_basics.envs.windy_gridworld import WindyGridworldEnv
+from rl_basics.lanes import ModelLanes
 from rl_basics.mdp import TabularModel
-from rl_basics.tabular import ModelLanes
 
 ENV_IDS = ["rl_basics/RandomWalk-v0", "rl_basics/WindyGridworld-v0", "rl_basics/MaximizationBias-v0"]
 

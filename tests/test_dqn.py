@@ -17,7 +17,8 @@ from gymnasium import spaces
 
 from rl_basics import approximation as ap
 from rl_basics import checks, dp
-from rl_basics.agents import core, dqn
+from rl_basics.agents import dqn
+from rl_basics.agents.rollout import evaluate
 from rl_basics.course.checking import CheckFailed
 from rl_basics.envs.baird import BEHAVIOUR, FEATURES, TARGET, W0, BairdEnv
 from rl_basics.envs.mountain_car import HIGH, LOW, MountainCarLanes
@@ -201,7 +202,7 @@ def test_callback_stops_and_checkpoint_round_trip(tmp_path):
     env = gym.make("CartPole-v1")
     path = result.save(tmp_path / "dqn.pt")
     restored = dqn.load_q_network(path, env.observation_space, env.action_space)
-    assert core.evaluate(restored, "CartPole-v1", n_episodes=3, seed=5) == core.evaluate(result.actor, "CartPole-v1",
+    assert evaluate(restored, "CartPole-v1", n_episodes=3, seed=5) == evaluate(result.actor, "CartPole-v1",
                                                                                           n_episodes=3, seed=5)
 
 

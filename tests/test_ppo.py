@@ -1,13 +1,19 @@
 """PPO: hyperparameter validation, bad input, the autoreset mask, seeding, checkpoints, and
 a Gaussian policy that learns on Pendulum-v1. (CartPole-v1 to 475 is asserted in notebook 08.)"""
 
+import dataclasses
+
 import gymnasium as gym
 import numpy as np
 import pytest
 import torch
 from gymnasium import spaces
 
-from rl_basics.agents import core, ppo
+from rl_basics.agents import ppo
+from rl_basics.agents.checkpoints import load_checkpoint
+from rl_basics.agents.networks import load_actor, make_actor, make_critic
+from rl_basics.agents.on_policy import make_batch
+from rl_basics.agents.rollout import RolloutCollector, VectorRollout, evaluate
 from tests.test_agents_core import CountingEnv, counting_vector_env
 
 TINY = dict(total_timesteps=128, num_envs=4, n_steps=16, minibatch_size=32, update_epochs=2)
@@ -93,15 +99,15 @@ def test_autoreset_steps_are_excluded_from_gae_and_loss():
     """Corrupting everything recorded at the NEXT_STEP autoreset steps changes nothing PPO learns from."""
     torch.manual_seed(0)
     envs = counting_vector_env()
-    actor = core.make_actor(CountingEnv.observation_space, CountingEnv.action_space)
-    critic = core.make_critic(CountingEnv.observation_space)
-    rollout = core.RolloutCollector(envs, seed=0).collect(actor, n_steps=10, critic=critic)
+    actor = make_actor(CountingEnv.observation_space, CountingEnv.action_space)
+    critic = make_critic(CountingEnv.observation_space)
+    rollout = RolloutCollector(envs, seed=0).collect(actor, n_steps=10, critic=critic)
     envs.close()
     invalid = rollout.valid == 0
     assert invalid.sum() == 4
     config = ppo.PPOConfig(**TINY)
 
-    corrupted = core.Rollout(**{k: getattr(rollout, k).clone() for k in rollout.__dataclass_fields__})
+    corrupted = VectorRollout(**{k: getattr(rollout, k).clone() for k in rollout.__dataclass_fields__})
     corrupted.rewards[invalid] = 1e6
     corrupted.values[invalid] = -1e6
     corrupted.next_values[invalid] = 1e6
@@ -109,8 +115,8 @@ def test_autoreset_steps_are_excluded_from_gae_and_loss():
     corrupted.actions[invalid] = 1 - corrupted.actions[invalid]
     corrupted.obs[invalid] = 999.0
 
-    batch = core.make_batch(rollout, config.gamma, config.gae_lambda)
-    batch_c = core.make_batch(corrupted, config.gamma, config.gae_lambda)
+    batch = make_batch(rollout, config.gamma, config.gae_lambda)
+    batch_c = make_batch(corrupted, config.gamma, config.gae_lambda)
     assert len(batch) == 16  # 20 steps, 4 of them autoreset steps
     for name in batch.__dataclass_fields__:
         torch.testing.assert_close(getattr(batch_c, name), getattr(batch, name))
@@ -127,16 +133,16 @@ def test_autoreset_steps_are_excluded_from_gae_and_loss():
 
     # ... whereas the same corruption at a real step does change the advantages
     corrupted.rewards[0, 0] = 1e6
-    assert not torch.allclose(core.make_batch(corrupted, config.gamma, config.gae_lambda).advantages, batch.advantages)
+    assert not torch.allclose(make_batch(corrupted, config.gamma, config.gae_lambda).advantages, batch.advantages)
 
 
 def test_ratio_is_one_before_the_first_gradient_step():
     envs = gym.make_vec("CartPole-v1", 4)
     torch.manual_seed(0)
-    actor = core.make_actor(envs.single_observation_space, envs.single_action_space)
-    critic = core.make_critic(envs.single_observation_space)
-    rollout = core.RolloutCollector(envs, seed=0).collect(actor, 16, critic)
-    batch = core.make_batch(rollout, 0.99, 0.95)
+    actor = make_actor(envs.single_observation_space, envs.single_action_space)
+    critic = make_critic(envs.single_observation_space)
+    rollout = RolloutCollector(envs, seed=0).collect(actor, 16, critic)
+    batch = make_batch(rollout, 0.99, 0.95)
     _, stats = ppo.ppo_loss(actor, critic, batch, ppo.PPOConfig(**TINY), clip_coef=0.2)
     assert stats["ratio_mean"].item() == pytest.approx(1.0, abs=1e-6)
     assert stats["approx_kl"].item() == pytest.approx(0.0, abs=1e-7)
@@ -165,10 +171,10 @@ def test_callback_can_stop_training_and_checkpoint_round_trip(tmp_path):
     assert seen == [64, 128] and len(result.history["update_steps"]) == 2
     path = result.save(tmp_path / "ppo.pt")
     env = gym.make("CartPole-v1")
-    actor = core.load_actor(path, env.observation_space, env.action_space)
+    actor = load_actor(path, env.observation_space, env.action_space)
     obs = torch.randn(10, 4)
     assert torch.equal(actor.act(obs, greedy=True), result.actor.act(obs, greedy=True))
-    assert core.load_checkpoint(path)["config"]["clip_coef"] == 0.2
+    assert load_checkpoint(path)["config"]["clip_coef"] == 0.2
 
 
 PENDULUM = dict(
@@ -189,11 +195,21 @@ def test_gaussian_policy_learns_on_pendulum():
         def act(self, obs, greedy=False):
             return torch.as_tensor(np.stack([self.space.sample() for _ in range(len(obs))]))
 
-    random_mean, random_std = core.evaluate(RandomActor(), env_id, n_episodes=20, seed=100)
+    random_mean, random_std = evaluate(RandomActor(), env_id, n_episodes=20, seed=100)
     config = ppo.PPOConfig(**PENDULUM)
     result = ppo.train(env_id, config, seed=0, progress=False)
-    mean, std = core.evaluate(result.actor, env_id, n_episodes=20, seed=100)
+    mean, std = evaluate(result.actor, env_id, n_episodes=20, seed=100)
     # a random policy scores about -1200 +- 300 per episode (standard error over 20 episodes ~70); the
     # trained policy scores around -350 to -500 after 20k steps: the margin is many standard errors
     assert mean > random_mean + 400, (mean, random_mean)
     assert result.history["explained_variance"][-5:].mean() > 0.5
+
+
+def test_the_tuned_defaults():
+    """PPO's defaults were tuned (see PPOConfig); some sit on OnPolicyConfig, so a change there must not move them."""
+    assert dataclasses.asdict(ppo.PPOConfig()) == dict(
+        total_timesteps=100_000, num_envs=8, n_steps=32, learning_rate=4e-3, anneal_lr=True, reward_scale=1.0,
+        gamma=0.98, gae_lambda=0.8, ent_coef=0.0, vf_coef=1.0, max_grad_norm=0.5, normalize_advantages=True,
+        hidden_sizes=(64, 64), minibatch_size=256, update_epochs=15, adam_eps=1e-5, clip_coef=0.2, anneal_clip=True,
+        clip_coef_vf=None, target_kl=None,
+    )

@@ -8,15 +8,9 @@ from gymnasium import spaces
 
 import rl_basics  # noqa: F401  (registers the environments)
 from rl_basics.agents import reinforce
-from rl_basics.agents.core import (
-    Rollout,
-    as_vector_env,
-    evaluate,
-    load_actor,
-    make_actor,
-    make_critic,
-    set_seed,
-)
+from rl_basics.agents.networks import load_actor, make_actor, make_critic
+from rl_basics.agents.rollout import VectorRollout, as_vector_env, evaluate
+from rl_basics.agents.training import set_seed
 from rl_basics.envs.short_corridor import corridor_state_values
 
 CORRIDOR = "rl_basics/ShortCorridor-v0"
@@ -26,10 +20,10 @@ def rollout(rewards, terminated, truncated, valid):
     """A (T, N) rollout with placeholder observations and actions."""
     rewards = torch.tensor(rewards, dtype=torch.float32)
     zeros = torch.zeros_like(rewards)
-    return Rollout(obs=zeros, actions=zeros.long(), log_probs=zeros, rewards=rewards,
-                   terminated=torch.tensor(terminated, dtype=torch.float32),
-                   truncated=torch.tensor(truncated, dtype=torch.float32),
-                   valid=torch.tensor(valid, dtype=torch.float32))
+    return VectorRollout(obs=zeros, actions=zeros.long(), log_probs=zeros, rewards=rewards,
+                         terminated=torch.tensor(terminated, dtype=torch.float32),
+                         truncated=torch.tensor(truncated, dtype=torch.float32),
+                         valid=torch.tensor(valid, dtype=torch.float32))
 
 
 def test_returns_to_go_by_hand():

@@ -23,7 +23,7 @@ import pytest
 import torch
 from transformers import PhiForCausalLM, PhiForSequenceClassification
 
-from rl_basics.agents.core import load_checkpoint
+from rl_basics.agents.checkpoints import load_checkpoint
 from rlhf import corpus
 from rlhf.cli import parse_overrides
 from rlhf.tiny_world import TinyWorldConfig, tiny_phi_config, train_tokenizer

@@ -13,7 +13,8 @@ import pytest
 import torch
 from transformers import PhiForCausalLM, PhiForSequenceClassification
 
-from rl_basics.agents.core import load_checkpoint, ppo_policy_loss, ppo_value_loss
+from rl_basics.agents.checkpoints import load_checkpoint
+from rl_basics.agents.losses import ppo_policy_loss, ppo_value_loss
 from rlhf import corpus
 from rlhf.ppo import KLController, PPOConfig, PPOTrainer, kl_per_token, latest_checkpoint, per_token_rewards, response_advantages
 from rlhf.ppo_rollout import RewardScorer, left_pad, response_mask, sample_tokens, sampling_uniforms, tokenize_prompts

@@ -92,6 +92,95 @@ def test_prediction_rejects_bad_arguments():
         td.td_control(env, "sarsa_lambda", 10)
 
 
+# ---------------------------------------------------------------- the updates, one run and a batch
+
+
+def _transitions(rng, n, S=6, A=4):
+    return dict(s=rng.integers(S, size=n), a=rng.integers(A, size=n), r=np.round(rng.normal(size=n), 3),
+                s_next=rng.integers(S, size=n), a_next=rng.integers(A, size=n), terminated=rng.random(n) < 0.3)
+
+
+@pytest.mark.parametrize("update", ["td0", "n_step", "sarsa", "q_learning", "expected_sarsa"])
+def test_an_update_on_a_batch_of_runs_is_the_update_of_each_run(update):
+    """One transition per run on tables with a run axis (some runs left out) gives bit for bit what the
+    same update gives on each run's own table, one at a time; the runs left out are untouched."""
+    rng = np.random.default_rng(0)
+    n_runs, S, A = 5, 6, 4
+    runs = np.array([3, 0, 4])
+    t = _transitions(rng, runs.size, S, A)
+    alpha, gamma, eps = np.array([0.1, 0.5, 0.9]), 0.9, np.array([0.0, 0.2, 1.0])
+    valid = rng.random((S, A)) < 0.7
+    valid[np.arange(S), rng.integers(A, size=S)] = True
+    G = rng.normal(size=runs.size)
+
+    def one(table, k, j):  # the update of transition j on a table (of one run, or the batch with `runs`)
+        x = {key: (v[j] if k is None else v) for key, v in t.items()}
+        al, ep, g_ = (alpha[j], eps[j], G[j]) if k is None else (alpha, eps, G)
+        common = dict(runs=k) if k is not None else {}
+        if update == "td0":
+            return td.td0_update(table, x["s"], x["r"], x["s_next"], x["terminated"], al, gamma, **common)
+        if update == "n_step":
+            return td.n_step_td_update(table, x["s"], g_, al, **common)
+        if update == "sarsa":
+            return td.sarsa_update(table, x["s"], x["a"], x["r"], x["s_next"], x["a_next"], x["terminated"], al,
+                                   gamma, **common)
+        if update == "q_learning":
+            return td.q_learning_update(table, x["s"], x["a"], x["r"], x["s_next"], x["terminated"], al, gamma,
+                                        valid, **common)
+        return td.expected_sarsa_update(table, x["s"], x["a"], x["r"], x["s_next"], x["terminated"], al, gamma, ep,
+                                        valid, **common)
+
+    shape = (n_runs, S) if update in ("td0", "n_step") else (n_runs, S, A)
+    tables = rng.normal(size=shape)
+    batch = tables.copy()
+    assert one(batch, runs, None) is batch  # in place, and returned
+    for j, run in enumerate(runs):
+        single = tables[run].copy()
+        assert one(single, None, j) is single
+        np.testing.assert_array_equal(batch[run], single)
+    untouched = np.setdiff1d(np.arange(n_runs), runs)
+    np.testing.assert_array_equal(batch[untouched], tables[untouched])
+
+
+def test_double_q_learning_update_moves_one_table_per_transition():
+    """A coin per transition: exactly one of Q1, Q2 changes at (S, A), by the book's rule with the other
+    table evaluating the first one's argmax; every other entry stays."""
+    rng = np.random.default_rng(1)
+    n, S, A, alpha, gamma = 200, 6, 4, 0.5, 0.9
+    t = _transitions(rng, n, S, A)
+    Q1, Q2 = rng.normal(size=(n, S, A)), rng.normal(size=(n, S, A))  # no ties: the argmax is unique
+    new1, new2 = td.double_q_learning_update(Q1.copy(), Q2.copy(), t["s"], t["a"], t["r"], t["s_next"],
+                                             t["terminated"], alpha, gamma, np.random.default_rng(0))
+    run = np.arange(n)
+    at = (run, t["s"], t["a"])
+    moved1, moved2 = new1[at] != Q1[at], new2[at] != Q2[at]
+    assert (moved1 ^ moved2).all() and 0.3 < moved1.mean() < 0.7
+    cont = gamma * (1 - t["terminated"])
+    want1 = Q1[at] + alpha * (t["r"] + cont * Q2[run, t["s_next"], Q1[run, t["s_next"]].argmax(1)] - Q1[at])
+    want2 = Q2[at] + alpha * (t["r"] + cont * Q1[run, t["s_next"], Q2[run, t["s_next"]].argmax(1)] - Q2[at])
+    np.testing.assert_allclose(new1[at][moved1], want1[moved1], rtol=0, atol=1e-15)
+    np.testing.assert_allclose(new2[at][moved2], want2[moved2], rtol=0, atol=1e-15)
+    for new, old in ((new1, Q1), (new2, Q2)):
+        new, old = new.copy(), old.copy()
+        new[at] = old[at] = 0.0
+        np.testing.assert_array_equal(new, old)
+    one1, one2 = td.double_q_learning_update(Q1[0].copy(), Q2[0].copy(), 1, 2, 1.0, 3, False, alpha, gamma,
+                                             np.random.default_rng(0))  # one run: one table each, numbers
+    assert (one1 != Q1[0]).sum() + (one2 != Q2[0]).sum() == 1
+
+
+def test_the_exercise_checks_compare_with_these_updates():
+    """The reference of each TD exercise check is rl_basics.td's update itself, not a copy."""
+    from rl_basics import checks
+
+    for name in ("td0_update", "sarsa_update", "q_learning_update", "expected_sarsa_target"):
+        assert getattr(checks, name) is getattr(td, name)
+    checks.check_td0_update(td.td0_update, seed=0)
+    checks.check_sarsa_update(td.sarsa_update, seed=0)
+    checks.check_q_learning_update(td.q_learning_update, seed=0)
+    checks.check_expected_sarsa_target(td.expected_sarsa_target, seed=0)
+
+
 # ---------------------------------------------------------------- seeding and the run axis
 
 

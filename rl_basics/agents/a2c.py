@@ -20,77 +20,42 @@ Usage::
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from torch import nn
 
-from rl_basics.agents.core import (
-    EnvLike,
-    OnPolicyLoop,
-    TrainResult,
-    check_finite,
-    explained_variance,
-    make_adam,
-    masked_whiten,
-    ppo_value_loss,
-    torch_threads,
-)
+from rl_basics.agents.losses import explained_variance, masked_whiten, ppo_value_loss
+from rl_basics.agents.on_policy import OnPolicyConfig, OnPolicyLoop
+from rl_basics.agents.rollout import EnvLike
+from rl_basics.agents.training import Callback, TrainResult, check_finite, make_adam, torch_threads
+from rl_basics.validation import check_one_of
 
 
 @dataclass
-class A2CConfig:
-    """A2C's hyperparameters (defaults tuned to solve CartPole-v1 quickly)."""
+class A2CConfig(OnPolicyConfig):
+    """A2C's hyperparameters (defaults tuned to solve CartPole-v1 quickly).
+
+    The fields A2C shares with PPO (``num_envs``, ``learning_rate``, ``gamma``, ``gae_lambda``, ...) and
+    their validation are :class:`~rl_basics.agents.on_policy.OnPolicyConfig`'s; A2C keeps its defaults but
+    for the fields redefined below, and adds ``optimizer``.
+    """
 
     total_timesteps: int = 150_000
     """Environment steps to train for (summed over sub-envs, autoreset steps included)."""
-    num_envs: int = 8
-    """Parallel sub-environments in the vector env (ignored when a VectorEnv is passed in)."""
     n_steps: int = 16
     """Steps per sub-env per update: the n of the n-step returns (the batch is ``num_envs * n_steps``)."""
-    learning_rate: float = 1e-3
-    """Step size of the optimizer."""
-    optimizer: str = "adam"
-    """``"adam"`` or ``"rmsprop"`` (the original A2C/A3C choice: alpha 0.99, eps 1e-5)."""
-    anneal_lr: bool = True
-    """Decay the learning rate linearly to 0 over training."""
     reward_scale: float = 0.1
     """Multiply rewards by this before computing advantages and value targets; logged episode returns
     stay unscaled. Small value targets keep the critic's gradient from dominating the clipped global
     gradient norm: with CartPole's returns of up to 100 unscaled, the actor's share of the clipped
     gradient shrinks and A2C's greedy return hovered between 370 and 470 instead of reaching 500."""
-    gamma: float = 0.99
-    """Discount factor, in [0, 1]."""
-    gae_lambda: float = 0.95
-    """GAE's lambda, in [0, 1]: 1 gives n-step returns (unbiased given the bootstrap, high variance), 0 one-step TD."""
-    ent_coef: float = 0.0
-    """Weight of the entropy bonus (exploration)."""
-    vf_coef: float = 0.5
-    """Weight of the value loss ``0.5 * (V - R)^2``."""
-    max_grad_norm: float = 0.5
-    """Clip the global gradient norm to this value."""
-    normalize_advantages: bool = True
-    """Whiten each batch's advantages (mean 0, std 1)."""
-    hidden_sizes: tuple[int, ...] = (64, 64)
-    """Hidden layer widths of the actor and of the (separate) critic."""
+    optimizer: str = "adam"
+    """``"adam"`` or ``"rmsprop"`` (the original A2C/A3C choice: alpha 0.99, eps 1e-5)."""
 
     def __post_init__(self):
-        self.hidden_sizes = tuple(self.hidden_sizes)
-        for name in ("total_timesteps", "num_envs", "n_steps", "learning_rate", "max_grad_norm", "reward_scale"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"A2CConfig.{name} must be > 0, got {getattr(self, name)}")
-        for name in ("gamma", "gae_lambda"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"A2CConfig.{name} must be in [0, 1], got {getattr(self, name)}")
-        for name in ("ent_coef", "vf_coef"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"A2CConfig.{name} must be >= 0, got {getattr(self, name)}")
-        if self.optimizer not in ("adam", "rmsprop"):
-            raise ValueError(f"A2CConfig.optimizer must be 'adam' or 'rmsprop', got {self.optimizer!r}")
-        if not self.hidden_sizes or min(self.hidden_sizes) < 1:
-            raise ValueError(f"A2CConfig.hidden_sizes must be positive layer widths, got {self.hidden_sizes}")
+        super().__post_init__()
+        check_one_of(self, "optimizer", ("adam", "rmsprop"))
 
 
 def train(
@@ -98,7 +63,7 @@ def train(
     config: A2CConfig | None = None,
     seed: int = 0,
     progress: bool = True,
-    callback: Callable[[dict[str, Any]], bool | None] | None = None,
+    callback: Callback | None = None,
     num_threads: int | None = 1,
 ) -> TrainResult:
     """Train an A2C agent.
@@ -127,9 +92,7 @@ def train(
         return _train(env, config or A2CConfig(), seed, progress, callback)
 
 
-def _train(
-    env: EnvLike, config: A2CConfig, seed: int, progress: bool, callback: Callable[[dict[str, Any]], bool | None] | None
-) -> TrainResult:
+def _train(env: EnvLike, config: A2CConfig, seed: int, progress: bool, callback: Callback | None) -> TrainResult:
     keys = ("policy_loss", "value_loss", "entropy", "explained_variance")
     with OnPolicyLoop(env, config, seed, keys, progress, "A2C", callback) as loop:
         actor, critic = loop.actor, loop.critic

@@ -24,7 +24,7 @@ The defaults are tuned for CartPole-v1 (see :class:`DQNConfig` for where they co
 Usage::
 
     from rl_basics.agents import dqn
-    from rl_basics.agents.core import evaluate
+    from rl_basics.agents.rollout import evaluate
     result = dqn.train("CartPole-v1", dqn.DQNConfig(), seed=0)
     mean, std = evaluate(result.actor, "CartPole-v1", n_episodes=20)   # result.actor is the Q-network
 """
@@ -36,7 +36,6 @@ import math
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -45,22 +44,20 @@ from gymnasium import spaces
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from rl_basics.agents.core import (
-    EnvLike,
-    ObservationEncoder,
-    RolloutCollector,
+from rl_basics.agents.checkpoints import load_checkpoint
+from rl_basics.agents.networks import ObservationEncoder, mlp
+from rl_basics.agents.rollout import EnvLike, RolloutCollector, as_vector_env, evaluate
+from rl_basics.agents.training import (
+    Callback,
     TrainResult,
-    as_vector_env,
     check_finite,
-    evaluate,
     history_arrays,
-    load_checkpoint,
     make_adam,
-    mlp,
     progress_bar,
     set_seed,
     torch_threads,
 )
+from rl_basics.validation import check_fields
 
 
 @dataclass
@@ -125,30 +122,21 @@ class DQNConfig:
     exploration_fraction: float = 0.16
     """Share of ``total_timesteps`` over which epsilon falls linearly from the initial to the final value."""
     hidden_sizes: tuple[int, ...] = (128, 128)
-    """Hidden layer widths of the Q-network (tanh MLP, orthogonal init, from ``rl_basics.agents.core``)."""
+    """Hidden layer widths of the Q-network (tanh MLP, orthogonal init, from ``rl_basics.agents.networks``)."""
 
     def __post_init__(self):
         self.hidden_sizes = tuple(self.hidden_sizes)
-        for name in ("total_timesteps", "num_envs", "buffer_size", "train_frequency", "gradient_steps", "batch_size",
-                     "target_update_interval"):
-            value = getattr(self, name)
-            if not (isinstance(value, (int, np.integer)) and value >= 1):
-                raise ValueError(f"DQNConfig.{name} must be an integer >= 1, got {value!r}")
-        if not (isinstance(self.learning_starts, (int, np.integer)) and self.learning_starts >= 0):
-            raise ValueError(f"DQNConfig.learning_starts must be an integer >= 0, got {self.learning_starts!r}")
-        for name in ("learning_rate", "adam_eps"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"DQNConfig.{name} must be > 0, got {getattr(self, name)}")
-        if self.max_grad_norm is not None and not self.max_grad_norm > 0:
-            raise ValueError(f"DQNConfig.max_grad_norm must be > 0 or None, got {self.max_grad_norm}")
-        for name in ("gamma", "exploration_initial_eps", "exploration_final_eps", "exploration_fraction"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"DQNConfig.{name} must be in [0, 1], got {getattr(self, name)}")
+        check_fields(self, "an integer >= 1", "total_timesteps", "num_envs", "buffer_size", "train_frequency",
+                     "gradient_steps", "batch_size", "target_update_interval")
+        check_fields(self, "an integer >= 0", "learning_starts")
+        check_fields(self, "> 0", "learning_rate", "adam_eps")
+        check_fields(self, "> 0 or None", "max_grad_norm")
+        check_fields(self, "in [0, 1]", "gamma", "exploration_initial_eps", "exploration_final_eps",
+                     "exploration_fraction")
         if self.buffer_size < self.batch_size:
             raise ValueError(f"DQNConfig.buffer_size ({self.buffer_size}) must hold at least one minibatch "
                              f"(batch_size {self.batch_size})")
-        if not self.hidden_sizes or min(self.hidden_sizes) < 1:
-            raise ValueError(f"DQNConfig.hidden_sizes must be positive layer widths, got {self.hidden_sizes}")
+        check_fields(self, "positive layer widths", "hidden_sizes")
 
     def epsilon(self, step: int) -> float:
         """The exploration rate after ``step`` environment steps: linear from the initial to the final value
@@ -165,7 +153,7 @@ class DQNConfig:
 class QNetwork(nn.Module):
     """``Q_theta(s, .)``: an MLP from observation features to one value per action, ``[B, n_actions]``.
 
-    The encoder and the MLP are the actor's and critic's (``rl_basics.agents.core``: a tanh MLP with
+    The encoder and the MLP are the actor's and critic's (``rl_basics.agents.networks``: a tanh MLP with
     orthogonal init; the output layer has gain 1, like the critic's). Only ``Discrete`` actions: the
     greedy policy takes an argmax over them.
     """
@@ -195,7 +183,7 @@ class QNetwork(nn.Module):
         """Environment-ready actions for ``obs`` (batched ``[B, ...]`` or a single observation).
 
         ``greedy``: ``argmax_a Q(s, a)``; otherwise epsilon-greedy with ``epsilon`` (0.05, the evaluation
-        epsilon of Mnih et al. 2015). This is what :func:`rl_basics.agents.core.evaluate` calls.
+        epsilon of Mnih et al. 2015). This is what :func:`rl_basics.agents.rollout.evaluate` calls.
         """
         device = next(self.parameters()).device
         obs = torch.as_tensor(np.asarray(obs) if not isinstance(obs, Tensor) else obs, device=device)
@@ -216,7 +204,7 @@ def make_q_network(observation_space: gym.Space, action_space: gym.Space,
 class EpsilonGreedy:
     """The behaviour policy: a uniformly random action with probability ``epsilon``, else ``argmax_a Q(s, a)``.
 
-    It has the interface :class:`~rl_basics.agents.core.RolloutCollector` expects of a policy:
+    It has the interface :class:`~rl_basics.agents.rollout.RolloutCollector` expects of a policy:
     ``sample(obs) -> (actions, log_probs)`` (the log-probabilities of the epsilon-greedy policy) and
     ``to_env_action``.
     """
@@ -259,7 +247,7 @@ class Transitions:
 
 
 class TransitionCollector(RolloutCollector):
-    """:class:`~rl_basics.agents.core.RolloutCollector` (autoreset-aware stepping, episode statistics)
+    """:class:`~rl_basics.agents.rollout.RolloutCollector` (autoreset-aware stepping, episode statistics)
     that also pairs every step with its successor observation and keeps only the real transitions.
 
     Under gymnasium 1.x's ``NEXT_STEP`` autoreset the observation after step ``t`` is ``obs[t + 1]``
@@ -380,7 +368,7 @@ def train(
     config: DQNConfig | None = None,
     seed: int = 0,
     progress: bool = True,
-    callback: Callable[[dict[str, Any]], bool | None] | None = None,
+    callback: Callback | None = None,
     num_threads: int | None = 1,
 ) -> TrainResult:
     """Train a DQN (or Double DQN) agent.
@@ -397,7 +385,7 @@ def train(
             torch's setting alone). The previous setting is restored afterwards.
 
     Returns:
-        A :class:`~rl_basics.agents.core.TrainResult` whose ``actor`` is the trained Q-network (its
+        A :class:`~rl_basics.agents.training.TrainResult` whose ``actor`` is the trained Q-network (its
         ``act`` is the greedy policy); ``history`` holds per-episode ``episode_returns``,
         ``episode_lengths``, ``episode_steps`` and per-iteration ``update_steps`` (env steps),
         ``epsilon``, ``gradient_steps`` (so far), ``loss`` and ``q_mean`` (the mean predicted
@@ -411,9 +399,7 @@ def train(
         return _train(env, config or DQNConfig(), seed, progress, callback)
 
 
-def _train(
-    env: EnvLike, config: DQNConfig, seed: int, progress: bool, callback: Callable[[dict[str, Any]], bool | None] | None
-) -> TrainResult:
+def _train(env: EnvLike, config: DQNConfig, seed: int, progress: bool, callback: Callback | None) -> TrainResult:
     envs, created = as_vector_env(env, config.num_envs)
     set_seed(seed)
     q_network = make_q_network(envs.single_observation_space, envs.single_action_space, config.hidden_sizes)
@@ -477,7 +463,7 @@ def _train(
 
 class DiscountedReward(gym.Wrapper):
     """Each reward multiplied by ``gamma ** t`` (``t`` the steps since the reset), so an episode's return is its
-    discounted return: :func:`rl_basics.agents.core.evaluate` on this env measures discounted returns."""
+    discounted return: :func:`rl_basics.agents.rollout.evaluate` on this env measures discounted returns."""
 
     def __init__(self, env: gym.Env, gamma: float):
         super().__init__(env)

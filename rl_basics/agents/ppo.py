@@ -27,31 +27,21 @@ Usage::
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from rl_basics.agents.core import (
-    Actor,
-    Batch,
-    EnvLike,
-    OnPolicyLoop,
-    TrainResult,
-    check_finite,
-    explained_variance,
-    make_adam,
-    masked_whiten,
-    ppo_policy_loss,
-    ppo_value_loss,
-    torch_threads,
-)
+from rl_basics.agents.losses import explained_variance, masked_whiten, ppo_policy_loss, ppo_value_loss
+from rl_basics.agents.networks import Actor
+from rl_basics.agents.on_policy import Batch, OnPolicyConfig, OnPolicyLoop
+from rl_basics.agents.rollout import EnvLike
+from rl_basics.agents.training import Callback, TrainResult, check_finite, make_adam, torch_threads
+from rl_basics.validation import check_fields
 
 
 @dataclass
-class PPOConfig:
+class PPOConfig(OnPolicyConfig):
     """PPO's hyperparameters; the defaults are tuned for CartPole-v1.
 
     They start from rl-zoo's tuned CartPole-v1 PPO (8 envs x 32 steps, batch 256 in one
@@ -67,24 +57,14 @@ class PPOConfig:
     needed 8,192 steps, at a third more CPU per step; 15 epochs at 3e-3 or 5e-3 and 10
     epochs at 5e-3 needed 10,240-12,288. Fewer epochs (5 or 8), 16 envs, a learning rate
     of 6e-3 and lambda 0.9 were no better (16 seeds each).
+
+    The fields PPO shares with A2C (``total_timesteps``, ``num_envs``, ``n_steps``, ``anneal_lr``, ...) and
+    their validation are :class:`~rl_basics.agents.on_policy.OnPolicyConfig`'s; PPO keeps its defaults but
+    for the fields redefined below, and adds the minibatch, epoch, clipping and KL settings.
     """
 
-    total_timesteps: int = 100_000
-    """Environment steps to train for (summed over sub-envs, autoreset steps included)."""
-    num_envs: int = 8
-    """Parallel sub-environments in the vector env (ignored when a VectorEnv is passed in)."""
-    n_steps: int = 32
-    """Steps per sub-env per rollout; the batch is ``num_envs * n_steps`` transitions."""
-    minibatch_size: int = 256
-    """Transitions per gradient step; must divide ``num_envs * n_steps``."""
-    update_epochs: int = 15
-    """Passes over each batch (K in the paper)."""
     learning_rate: float = 4e-3
     """Adam's initial step size."""
-    anneal_lr: bool = True
-    """Decay the learning rate linearly to 0 over training."""
-    adam_eps: float = 1e-5
-    """Adam's epsilon (1e-5 as in the PPO reference implementation, not torch's 1e-8)."""
     reward_scale: float = 1.0
     """Multiply rewards by this before computing advantages and value targets (e.g. 0.1 for
     Pendulum-v1, whose returns are in the thousands); logged episode returns stay unscaled."""
@@ -92,49 +72,34 @@ class PPOConfig:
     """Discount factor, in [0, 1]."""
     gae_lambda: float = 0.8
     """GAE's lambda, in [0, 1]: 0 is the one-step TD error (low variance, biased), 1 the Monte-Carlo return."""
+    vf_coef: float = 1.0
+    """Weight of the value loss ``0.5 * (V - R)^2`` (1.0 matches Stable-Baselines3's 0.5 on the plain squared error)."""
+    normalize_advantages: bool = True
+    """Whiten the advantages of each minibatch (mean 0, std 1 over its real transitions)."""
+    minibatch_size: int = 256
+    """Transitions per gradient step; must divide ``num_envs * n_steps``."""
+    update_epochs: int = 15
+    """Passes over each batch (K in the paper)."""
+    adam_eps: float = 1e-5
+    """Adam's epsilon (1e-5 as in the PPO reference implementation, not torch's 1e-8)."""
     clip_coef: float = 0.2
     """epsilon of the clipped surrogate: the ratio pi_new / pi_old is kept within [1 - eps, 1 + eps]; > 0."""
     anneal_clip: bool = True
     """Decay the clip range linearly to 0 with the learning rate schedule's progress."""
     clip_coef_vf: float | None = None
     """Clip the value prediction to within this distance of its rollout value (None: no value clipping)."""
-    ent_coef: float = 0.0
-    """Weight of the entropy bonus (exploration)."""
-    vf_coef: float = 1.0
-    """Weight of the value loss ``0.5 * (V - R)^2`` (1.0 matches Stable-Baselines3's 0.5 on the plain squared error)."""
-    max_grad_norm: float = 0.5
-    """Clip the global gradient norm to this value."""
-    normalize_advantages: bool = True
-    """Whiten the advantages of each minibatch (mean 0, std 1 over its real transitions)."""
     target_kl: float | None = None
     """Stop an iteration's epochs early once the approximate KL to the rollout policy exceeds this (None: never)."""
-    hidden_sizes: tuple[int, ...] = (64, 64)
-    """Hidden layer widths of the actor and of the (separate) critic."""
 
     def __post_init__(self):
-        self.hidden_sizes = tuple(self.hidden_sizes)
-        positive = ("total_timesteps", "num_envs", "n_steps", "minibatch_size", "update_epochs",
-                    "learning_rate", "adam_eps", "clip_coef", "max_grad_norm", "reward_scale")
-        for name in positive:
-            if not getattr(self, name) > 0:
-                raise ValueError(f"PPOConfig.{name} must be > 0, got {getattr(self, name)}")
-        for name in ("gamma", "gae_lambda"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"PPOConfig.{name} must be in [0, 1], got {getattr(self, name)}")
-        for name in ("ent_coef", "vf_coef"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"PPOConfig.{name} must be >= 0, got {getattr(self, name)}")
-        if self.clip_coef_vf is not None and self.clip_coef_vf <= 0:
-            raise ValueError(f"PPOConfig.clip_coef_vf must be > 0 or None, got {self.clip_coef_vf}")
-        if self.target_kl is not None and self.target_kl <= 0:
-            raise ValueError(f"PPOConfig.target_kl must be > 0 or None, got {self.target_kl}")
+        super().__post_init__()
+        check_fields(self, "> 0", "minibatch_size", "update_epochs", "adam_eps", "clip_coef")
+        check_fields(self, "> 0 or None", "clip_coef_vf", "target_kl")
         if self.batch_size % self.minibatch_size:
             raise ValueError(
                 f"the batch of num_envs * n_steps = {self.num_envs} * {self.n_steps} = {self.batch_size} transitions "
                 f"does not divide into minibatches of {self.minibatch_size}"
             )
-        if not self.hidden_sizes or min(self.hidden_sizes) < 1:
-            raise ValueError(f"PPOConfig.hidden_sizes must be positive layer widths, got {self.hidden_sizes}")
 
     @property
     def batch_size(self) -> int:
@@ -172,7 +137,7 @@ def train(
     config: PPOConfig | None = None,
     seed: int = 0,
     progress: bool = True,
-    callback: Callable[[dict[str, Any]], bool | None] | None = None,
+    callback: Callback | None = None,
     num_threads: int | None = 1,
 ) -> TrainResult:
     """Train a PPO agent.
@@ -203,9 +168,7 @@ def train(
         return _train(env, config or PPOConfig(), seed, progress, callback)
 
 
-def _train(
-    env: EnvLike, config: PPOConfig, seed: int, progress: bool, callback: Callable[[dict[str, Any]], bool | None] | None
-) -> TrainResult:
+def _train(env: EnvLike, config: PPOConfig, seed: int, progress: bool, callback: Callback | None) -> TrainResult:
     keys = ("learning_rate", "clip_coef", "policy_loss", "value_loss", "entropy", "approx_kl", "clip_frac",
             "explained_variance", "epochs")
     with OnPolicyLoop(env, config, seed, keys, progress, "PPO", callback) as loop:

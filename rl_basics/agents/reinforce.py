@@ -28,32 +28,18 @@ parameters, which is how notebook 06 and the tests measure the variance a baseli
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import gymnasium as gym
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from rl_basics.agents.core import (
-    Actor,
-    EnvLike,
-    Rollout,
-    TrainResult,
-    as_vector_env,
-    check_autoreset_mode,
-    check_finite,
-    compute_gae,
-    explained_variance,
-    history_arrays,
-    make_actor,
-    make_critic,
-    masked_mean,
-    progress_bar,
-    set_seed,
-)
+from rl_basics.agents.losses import compute_gae, explained_variance, masked_mean
+from rl_basics.agents.networks import Actor, make_actor, make_critic
+from rl_basics.agents.rollout import EnvLike, VectorRollout, as_vector_env, check_autoreset_mode
+from rl_basics.agents.training import Callback, TrainResult, check_finite, history_arrays, progress_bar, set_seed
+from rl_basics.validation import check_fields
 
 
 @dataclass
@@ -82,26 +68,20 @@ class ReinforceConfig:
 
     def __post_init__(self):
         self.hidden_sizes = tuple(self.hidden_sizes)
-        for name in ("total_episodes", "episodes_per_update", "value_steps", "max_episode_steps"):
-            value = getattr(self, name)
-            if not (isinstance(value, (int, np.integer)) and value >= 1):
-                raise ValueError(f"ReinforceConfig.{name} must be an integer >= 1, got {value!r}")
-        for name in ("learning_rate", "value_learning_rate"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"ReinforceConfig.{name} must be > 0, got {getattr(self, name)}")
-        if not 0.0 <= self.gamma <= 1.0:
-            raise ValueError(f"ReinforceConfig.gamma must be in [0, 1], got {self.gamma}")
-        if any(size < 1 for size in self.hidden_sizes):
-            raise ValueError(f"ReinforceConfig.hidden_sizes must be positive layer widths, got {self.hidden_sizes}")
+        check_fields(self, "an integer >= 1", "total_episodes", "episodes_per_update", "value_steps",
+                     "max_episode_steps")
+        check_fields(self, "> 0", "learning_rate", "value_learning_rate")
+        check_fields(self, "in [0, 1]", "gamma")
+        check_fields(self, "positive layer widths or () (a linear network)", "hidden_sizes")
 
 
 @torch.no_grad()
 def collect_episodes(
     envs: gym.vector.VectorEnv, actor: Actor, max_episode_steps: int = 10_000, seed: int | None = None
-) -> Rollout:
+) -> VectorRollout:
     """Reset ``envs`` and let each sub-env play one complete episode with ``actor``.
 
-    Returns a time-first :class:`~rl_basics.agents.core.Rollout` of shape ``(T, N)``, ``T``
+    Returns a time-first :class:`~rl_basics.agents.rollout.VectorRollout` of shape ``(T, N)``, ``T``
     the longest episode: ``valid[t, i]`` is 1 for the steps of sub-env ``i``'s episode
     (its last step included) and 0 afterwards, while it waits for the others (those
     steps are discarded). An episode still running after ``max_episode_steps`` is marked
@@ -128,14 +108,14 @@ def collect_episodes(
     stacked = {key: torch.stack(values) for key, values in steps.items()}
     for key in ("rewards", "terminated", "truncated", "valid"):
         stacked[key] = stacked[key].float()
-    return Rollout(**stacked)
+    return VectorRollout(**stacked)
 
 
-def returns_to_go(episodes: Rollout, gamma: float) -> Tensor:
+def returns_to_go(episodes: VectorRollout, gamma: float) -> Tensor:
     """``(T, N)`` discounted returns ``G_t = sum_{k >= t} gamma^(k-t) r_k`` within each episode.
 
     This is GAE with ``lambda = 1`` and all values 0 (no bootstrapping), so it reuses
-    :func:`~rl_basics.agents.core.compute_gae`; the sum stops at each episode's end.
+    :func:`~rl_basics.agents.losses.compute_gae`; the sum stops at each episode's end.
     """
     zeros = torch.zeros_like(episodes.rewards)
     returns, _ = compute_gae(episodes.rewards, zeros, zeros, episodes.terminated, episodes.episode_end, gamma, 1.0)
@@ -157,7 +137,7 @@ def _flatten(x: Tensor) -> Tensor:
     return x.reshape(x.shape[0] * x.shape[1], *x.shape[2:])
 
 
-def _log_probs(actor: Actor, episodes: Rollout) -> tuple[Tensor, Tensor]:
+def _log_probs(actor: Actor, episodes: VectorRollout) -> tuple[Tensor, Tensor]:
     """Log-probabilities of the episodes' actions and the policy's entropies, ``(T, N)``, with gradients."""
     dist = actor.distribution(_flatten(episodes.obs))
     shape = episodes.valid.shape
@@ -165,7 +145,8 @@ def _log_probs(actor: Actor, episodes: Rollout) -> tuple[Tensor, Tensor]:
 
 
 def fit_critic(
-    critic: nn.Module, optimizer: torch.optim.Optimizer, episodes: Rollout, returns: Tensor, steps: int, update: int = 0
+    critic: nn.Module, optimizer: torch.optim.Optimizer, episodes: VectorRollout, returns: Tensor, steps: int,
+    update: int = 0,
 ) -> float:
     """Regress ``critic(s_t)`` on the returns ``G_t`` (``(T, N)``) with ``steps`` optimizer steps.
 
@@ -184,18 +165,18 @@ def fit_critic(
 
 
 @torch.no_grad()
-def _values(critic: nn.Module, episodes: Rollout) -> Tensor:
+def _values(critic: nn.Module, episodes: VectorRollout) -> Tensor:
     """The baseline ``V(s_t)``, ``(T, N)``, without gradient."""
     return critic(_flatten(episodes.obs)).reshape(episodes.valid.shape)
 
 
-def _episode(episodes: Rollout, i: int) -> Rollout:
+def _episode(episodes: VectorRollout, i: int) -> VectorRollout:
     """Sub-env ``i``'s episode as a rollout with ``N = 1``."""
-    return Rollout(**{name: getattr(episodes, name)[:, i:i + 1] for name in
-                      ("obs", "actions", "log_probs", "rewards", "terminated", "truncated", "valid")})
+    return VectorRollout(**{name: getattr(episodes, name)[:, i:i + 1] for name in
+                            ("obs", "actions", "log_probs", "rewards", "terminated", "truncated", "valid")})
 
 
-def episode_gradients(actor: Actor, episodes: Rollout, gamma: float, critic: nn.Module | None = None) -> Tensor:
+def episode_gradients(actor: Actor, episodes: VectorRollout, gamma: float, critic: nn.Module | None = None) -> Tensor:
     """Per-episode policy gradient estimates at the actor's current parameters.
 
     Row ``i`` is ``sum_t (G_t - b(s_t)) grad log pi(a_t|s_t)`` for episode ``i``, flattened
@@ -220,7 +201,7 @@ def train(
     config: ReinforceConfig | None = None,
     seed: int = 0,
     progress: bool = True,
-    callback: Callable[[dict[str, Any]], bool | None] | None = None,
+    callback: Callback | None = None,
     actor: Actor | None = None,
     critic: nn.Module | None = None,
 ) -> TrainResult:
@@ -240,7 +221,7 @@ def train(
         critic: likewise for the baseline's critic (used only with ``config.baseline``).
 
     Returns:
-        A :class:`~rl_basics.agents.core.TrainResult` (``critic`` is None without a
+        A :class:`~rl_basics.agents.training.TrainResult` (``critic`` is None without a
         baseline). ``history`` holds per episode ``episode_returns``, ``episode_lengths``,
         ``episode_steps`` (transitions collected up to and including this episode, the
         episodes of a batch counted in sub-env order; the discarded waiting steps are not

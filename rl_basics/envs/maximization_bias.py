@@ -20,7 +20,7 @@ actions and explores left with probability epsilon / 2 (5% for epsilon = 0.1).
 The model ``P`` holds the *expected* reward of B's actions (-0.1): exact for dynamic
 programming, which only needs expectations; the noise is described by
 ``reward_std`` (``(n_states, n_actions)``, 1.0 for B's actions), which the vectorised
-simulator of ``rl_basics.tabular`` uses to reproduce the env's reward distribution.
+simulator ``rl_basics.lanes.ModelLanes`` uses to reproduce the env's reward distribution.
 """
 
 from __future__ import annotations

@@ -13,8 +13,8 @@ but the book's task has no time limit, and its first episodes take thousands of 
 have no limit unless ``max_episode_steps`` is given. ``tests/test_dqn.py`` checks the lanes step
 for step against gymnasium's ``MountainCarEnv``.
 
-:class:`MountainCarLanes` has the lane interface of :mod:`rl_basics.tabular` (``reset(idx)``,
-``step(idx, actions)`` over arrays of lane numbers), so :class:`rl_basics.tabular.EpisodeLoop`
+:class:`MountainCarLanes` has the lane interface of :mod:`rl_basics.lanes` (``reset(idx)``,
+``step(idx, actions)`` over arrays of lane numbers), so :class:`rl_basics.lanes.EpisodeLoop`
 keeps the books of its episodes; each lane draws its start states from its own random stream.
 """
 
@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from rl_basics.tabular import LaneStreams
+from rl_basics.lanes import LaneStreams
 
 MIN_POSITION, MAX_POSITION, MAX_SPEED, GOAL_POSITION = -1.2, 0.6, 0.07, 0.5
 FORCE, GRAVITY = 0.001, 0.0025
