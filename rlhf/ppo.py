@@ -376,6 +376,7 @@ class PPOTrainer:
         optimizer = torch.optim.Adam(model.trainable_parameters(), lr=config.learning_rate, eps=config.adam_eps,
                                      fused=True)  # one kernel for all parameters: many small LoRA matrices
         self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
+        self._policy_value = self.accelerator.unwrap_model(self.model)  # (unwrapping walks every module: once)
         total = config.total_steps
         schedule = (lambda s: max(0.0, 1.0 - s / total)) if config.lr_schedule == "linear" else (lambda s: 1.0)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, schedule)
@@ -392,7 +393,7 @@ class PPOTrainer:
     @property
     def policy_value(self) -> PolicyValueModel:
         """The model without its distributed wrapper (for sampling and no-grad scoring)."""
-        return self.accelerator.unwrap_model(self.model)
+        return self._policy_value
 
     def _check_finite(self, name: str, value: Tensor) -> None:
         """Stop (on every process at once) if ``value`` holds a NaN or inf on any process."""

@@ -52,6 +52,8 @@ from contextlib import contextmanager
 
 import torch
 from peft import LoraConfig, PeftModel, get_peft_model
+from peft.tuners.tuners_utils import BaseTunerLayer
+from peft.utils.other import AuxiliaryTrainingWrapper
 from torch import Tensor, nn
 from transformers import PreTrainedModel
 from transformers.activations import GELUTanh, NewGELUActivation
@@ -220,6 +222,12 @@ class PolicyValueModel(nn.Module):
         self._set_trainable()
         disable_dropout(self)
         fuse_gelu(self)
+        # The LoRA layers, found once. peft's model-wide switches (set_adapter, disable_adapter) walk every module
+        # on each call, and disable_adapter also collects every layer's status first: a few ms a switch, and the
+        # update switches twice per minibatch. :meth:`adapter` makes the same per-layer calls on these layers
+        # directly (a model with peft's auxiliary modules, e.g. modules_to_save, takes peft's own switches).
+        self._lora_layers = [m for m in self.model.modules() if isinstance(m, BaseTunerLayer)]
+        self._direct_switch = not any(isinstance(m, AuxiliaryTrainingWrapper) for m in self.model.modules())
 
     def _set_trainable(self) -> None:
         for param in self._trainable:
@@ -243,15 +251,35 @@ class PolicyValueModel(nn.Module):
         """Run the shared base as the policy (``"policy"``), the value network (``"value"``) or
         the reference (``None``: every adapter disabled). Yields the causal LM to call."""
         try:
-            if name is None:
+            if name is None and not self._direct_switch:
                 with self.model.disable_adapter():
                     yield self.base
+            elif name is None:
+                enabled = [layer for layer in self._lora_layers if not layer.disable_adapters]
+                for layer in enabled:
+                    layer.enable_adapters(False)
+                try:
+                    yield self.base
+                finally:
+                    for layer in enabled:
+                        layer.enable_adapters(True)
             else:
-                if self.model.active_adapter != name:  # peft's switch walks every module: skip it when it changes nothing
-                    self.model.set_adapter(name)
+                if self.model.active_adapter != name:  # skip the switch when it changes nothing
+                    self._set_adapter(name)
                 yield self.base
         finally:
             self._set_trainable()
+
+    def _set_adapter(self, name: str) -> None:
+        """Make ``name`` the active adapter: what ``PeftModel.set_adapter`` does, on the LoRA layers found once."""
+        if not self._direct_switch:
+            self.model.set_adapter(name)
+            return
+        if name not in self.model.peft_config:
+            raise ValueError(f"Adapter {name} not found.")
+        for layer in self._lora_layers:
+            layer.set_adapter(name)
+        self.model.active_adapter = self.model.base_model.active_adapter = name
 
     @staticmethod
     def _response_hidden(
