@@ -84,9 +84,8 @@ class DQNConfig:
     1e-3 40,960 (4/6); 4 sub-envs 33,792 (3/4).
 
     A re-run of the same protocol on seeds 100-109 in a later session (torch 2.13.0+cpu) gave these defaults a
-    median of 35,840 steps with 8/10 seeds solved
-    (18,432 to 45,056), and a phase of 32 gradient steps every 128 environment steps 30,720 (10/10), every 64 with 16
-    gradient steps 38,912 (8/10). Medians over 10 seeds move by several thousand steps with the torch build and the
+    median of 35,840 steps with 8/10 seeds solved (18,432 to 45,056), and a phase of 32 gradient steps every 128
+    environment steps 30,720 (10/10), every 64 with 16 gradient steps 38,912 (8/10). Medians over 10 seeds move by several thousand steps with the torch build and the
     seeds: none of these settings is clearly better than the others.
     """
 
