@@ -91,6 +91,18 @@ class PolicyEvaluation:
             out["proxy"] = float(self.proxy.mean())
         return out
 
+    def head(self, n: int) -> PolicyEvaluation:
+        """The measurements of the first ``n`` prompts only.
+
+        :func:`evaluate_policy`'s random numbers depend on the seed and the prompt's index, so this
+        is what evaluating the same policy on ``prompts[:n]`` with the same seed gives, without
+        sampling those prompts again (bit for bit when ``n`` is a multiple of the batch size).
+        """
+        if not 1 <= n <= self.n:
+            raise ValueError(f"head(n) needs 1 <= n <= {self.n}, got {n}")
+        return PolicyEvaluation(gold=self.gold[:n], kl=self.kl[:n], length=self.length[:n], eos=self.eos[:n],
+                                proxy=None if self.proxy is None else self.proxy[:n], texts=self.texts[:n])
+
 
 def _device(model: torch.nn.Module) -> torch.device:
     return next(model.parameters()).device
@@ -289,14 +301,8 @@ class _TRLReward:
     def calibrate(self, policy: torch.nn.Module, prompts: Sequence[str], *, n: int = 256,
                   max_new_tokens: int = 32, temperature: float = 1.0, seed: int = 0) -> ScoreNormalizer:
         """Set the normalisation from ``n`` samples of ``policy`` (the SFT/reference policy)."""
-        rng = np.random.default_rng([seed, _CALIBRATION_STREAM])
-        chosen = [prompts[i] for i in rng.choice(len(prompts), n, replace=len(prompts) < n)]
-        s = sample_and_score(policy, self.tokenizer, chosen, reference=policy, max_new_tokens=max_new_tokens,
-                             temperature=temperature, seed=seed, stream=_CALIBRATION_STREAM)
-        completion_ids = [r[m.bool()].tolist() for rs, ms in zip(s["responses"], s["mask"]) for r, m in zip(rs, ms)]
-        raw = self.raw(chosen, completion_ids)
-        self.normalize.mean, self.normalize.std = float(np.mean(raw)), float(max(np.std(raw, ddof=1), 1e-6))
-        return self.normalize
+        return calibrate_rewards([self], policy, prompts, n=n, max_new_tokens=max_new_tokens,
+                                 temperature=temperature, seed=seed)[0]
 
 
 class RewardModelReward(_TRLReward):
@@ -345,6 +351,28 @@ class GoldReward(_TRLReward):
     def raw(self, prompts: list[str], completion_ids: list[list[int]]) -> np.ndarray:
         texts = [p + self.tokenizer.decode(c, skip_special_tokens=True) for p, c in zip(prompts, completion_ids)]
         return np.asarray(self.rater.score(texts), dtype=np.float64)
+
+
+def calibrate_rewards(rewards: Sequence[_TRLReward], policy: torch.nn.Module, prompts: Sequence[str], *,
+                      n: int = 256, max_new_tokens: int = 32, temperature: float = 1.0,
+                      seed: int = 0) -> list[ScoreNormalizer]:
+    """:meth:`_TRLReward.calibrate` for several rewards at once: every reward's normalisation is set
+    from the same ``n`` samples of ``policy``, sampled once (calibrating each reward on its own
+    draws exactly these samples again). The rewards must share the policy's tokenizer."""
+    if not rewards:
+        raise ValueError("calibrate_rewards needs at least one reward")
+    tokenizer = rewards[0].tokenizer
+    if any(reward.tokenizer is not tokenizer for reward in rewards):
+        raise ValueError("the rewards calibrated together must share the policy's tokenizer")
+    rng = np.random.default_rng([seed, _CALIBRATION_STREAM])
+    chosen = [prompts[i] for i in rng.choice(len(prompts), n, replace=len(prompts) < n)]
+    s = sample_and_score(policy, tokenizer, chosen, reference=policy, max_new_tokens=max_new_tokens,
+                         temperature=temperature, seed=seed, stream=_CALIBRATION_STREAM)
+    completion_ids = [r[m.bool()].tolist() for rs, ms in zip(s["responses"], s["mask"]) for r, m in zip(rs, ms)]
+    for reward in rewards:
+        raw = reward.raw(chosen, completion_ids)
+        reward.normalize.mean, reward.normalize.std = float(np.mean(raw)), float(max(np.std(raw, ddof=1), 1e-6))
+    return [reward.normalize for reward in rewards]
 
 
 # --------------------------------------------------------------------------- settings
@@ -505,11 +533,12 @@ class BaselineResult:
 
 class _Progress(TrainerCallback):
     """A progress bar, and an evaluation of the policy every ``every`` optimizer steps (keeping
-    the wall-clock spent evaluating, so it can be left out of the training time)."""
+    the wall-clock spent evaluating, so it can be left out of the training time); after the last
+    step only if ``last``."""
 
     def __init__(self, evaluate: Callable[[PreTrainedModel], dict[str, float]] | None, every: int,
-                 episodes_per_step: float, desc: str, progress: bool):
-        self.evaluate, self.every, self.episodes_per_step = evaluate, every, episodes_per_step
+                 episodes_per_step: float, desc: str, progress: bool, last: bool = True):
+        self.evaluate, self.every, self.episodes_per_step, self.last = evaluate, every, episodes_per_step, last
         self.desc, self.progress, self.bar = desc, progress, None
         self.rows: list[dict[str, float]] = []
         self.eval_seconds = 0.0
@@ -526,7 +555,8 @@ class _Progress(TrainerCallback):
     def on_step_end(self, args, state, control, model=None, **kwargs):
         if self.bar is not None:
             self.bar.update(1)
-        if self.evaluate is not None and self.every and state.global_step % self.every == 0:
+        due = self.every and state.global_step % self.every == 0 and (self.last or state.global_step < state.max_steps)
+        if self.evaluate is not None and due:
             start = time.perf_counter()
             row = {"step": state.global_step, "episodes": state.global_step * self.episodes_per_step,
                    **self.evaluate(model)}
@@ -587,6 +617,7 @@ def train_dpo(
     seed: int = 0,
     evaluate: Callable[[PreTrainedModel], dict[str, float]] | None = None,
     evaluate_every: int = 0,
+    evaluate_last: bool = True,
     copy_policy: bool = True,
     progress: bool = True,
 ) -> BaselineResult:
@@ -603,6 +634,9 @@ def train_dpo(
         evaluate: optional ``model -> dict`` run every ``evaluate_every`` optimizer steps
             (e.g. ``lambda m: evaluate_policy(m, ...).summary()``); its time is not counted
             in ``train_seconds``.
+        evaluate_last: also run ``evaluate`` after the last step when it falls on one (False:
+            the caller evaluates the trained model anyway, e.g. on more prompts, and
+            :meth:`PolicyEvaluation.head` gives the end of the curve without sampling again).
         copy_policy: train a deep copy of ``policy`` (False: train ``policy`` itself, e.g. a
             freshly loaded model, to save memory).
         progress: show a progress bar (TRL's own log printing is switched off).
@@ -629,7 +663,7 @@ def train_dpo(
             max_length=settings.max_length,
             loss_type=["sigmoid"],
         )
-    tracker = _Progress(evaluate, evaluate_every, 0, "DPO", progress)
+    tracker = _Progress(evaluate, evaluate_every, 0, "DPO", progress, last=evaluate_last)
     trained, log, seconds = _train_trl(DPOTrainer, _fresh(policy, copy_policy, settings.lora), settings, tracker,
                                        ref_model=None, args=args, train_dataset=data, processing_class=tokenizer)
     return BaselineResult(method="dpo", model=trained, tokenizer=tokenizer, train_seconds=seconds, episodes=0,
@@ -662,6 +696,7 @@ def train_group(
     seed: int = 0,
     evaluate: Callable[[PreTrainedModel], dict[str, float]] | None = None,
     evaluate_every: int = 0,
+    evaluate_last: bool = True,
     copy_policy: bool = True,
     progress: bool = True,
 ) -> BaselineResult:
@@ -676,7 +711,7 @@ def train_group(
             optimises) or :class:`GoldReward` (the ceiling); calibrate it first.
         settings: :class:`GroupSettings`.
         seed: seeds TRL (adapter initialisation, prompt order, sampling).
-        evaluate, evaluate_every, copy_policy, progress: as in :func:`train_dpo`.
+        evaluate, evaluate_every, evaluate_last, copy_policy, progress: as in :func:`train_dpo`.
     """
     from datasets import Dataset
 
@@ -717,7 +752,8 @@ def train_group(
         args = Config(**common)
     data = Dataset.from_dict({"prompt": list(prompts)})
     episodes_per_step = s.generation_batch / (s.minibatches * s.num_iterations)
-    tracker = _Progress(evaluate, evaluate_every, episodes_per_step, s.algorithm.upper(), progress)
+    tracker = _Progress(evaluate, evaluate_every, episodes_per_step, s.algorithm.upper(), progress,
+                        last=evaluate_last)
     trained, log, seconds = _train_trl(Trainer, _fresh(policy, copy_policy, s.lora), s, tracker,
                                        reward_funcs=[reward], args=args, train_dataset=data, processing_class=tokenizer)
     return BaselineResult(method=s.algorithm, model=trained, tokenizer=tokenizer, train_seconds=seconds,
@@ -749,6 +785,7 @@ __all__ = [
     "PolicyEvaluation",
     "RewardModelReward",
     "ScoreNormalizer",
+    "calibrate_rewards",
     "evaluate_policy",
     "ppo_policy",
     "sample_and_score",

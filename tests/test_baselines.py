@@ -2,6 +2,8 @@
 GRPO / RLOO wrappers, on a randomly initialised tiny Phi (seconds; no tiny-world build needed).
 Notebook 12 runs the real comparison on the tiny world."""
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -121,6 +123,32 @@ def test_evaluation_kl_is_the_summed_log_ratio_of_the_sampled_tokens(policy, tok
     assert np.allclose(ev.kl, torch.cat(kl).double().numpy(), atol=1e-4)
 
 
+def test_head_is_the_evaluation_of_the_first_prompts(policy, tokenizer, reward_model):
+    scorer = RewardScorer(reward_model, tokenizer, tokenizer)
+    kwargs = dict(reference=policy, gold=_count_gold, reward_scorer=scorer, max_new_tokens=8, seed=3, batch_size=4)
+    whole = B.evaluate_policy(policy, tokenizer, PROMPTS, **kwargs)
+    first = B.evaluate_policy(policy, tokenizer, PROMPTS[:8], **kwargs)
+    head = whole.head(8)
+    assert head.n == 8 and head.texts == first.texts
+    for name in ("gold", "kl", "length", "eos", "proxy"):  # the same batches: bit for bit
+        np.testing.assert_array_equal(getattr(head, name), getattr(first, name))
+    assert head.summary() == first.summary()
+    for n in (0, len(PROMPTS) + 1):
+        with pytest.raises(ValueError, match="head"):
+            whole.head(n)
+
+
+@pytest.mark.parametrize("last, steps", [(True, [2, 4]), (False, [2])])
+def test_evaluations_during_training_skip_the_last_step_on_request(last, steps):
+    from types import SimpleNamespace
+
+    tracker = B._Progress(lambda model: {"gold": 0.5}, 2, 16, "test", progress=False, last=last)
+    for step in range(1, 5):
+        tracker.on_step_end(None, SimpleNamespace(global_step=step, max_steps=4), None)
+    assert [row["step"] for row in tracker.rows] == steps
+    assert [row["episodes"] for row in tracker.rows] == [16 * s for s in steps]
+
+
 def test_peft_policy_is_its_own_reference(policy, tokenizer):
     import copy
 
@@ -152,6 +180,26 @@ def test_reward_model_reward_matches_the_ppo_scorer_and_normalises(policy, token
     assert out[1] == pytest.approx((raw[1] - 0.5) / 2.0 - 1.0, abs=1e-5)  # no EOS: penalised like PPO
     stats = reward.calibrate(policy, PROMPTS, n=16, max_new_tokens=6)
     assert np.isfinite(stats.mean) and stats.std > 0
+
+
+def test_rewards_calibrated_together_match_each_calibrated_alone(policy, tokenizer, reward_model):
+    class Rater:
+        def score(self, texts):
+            return _count_gold(texts) + np.array([len(t) for t in texts]) / 100  # varies, so std > 0
+
+    def rewards():
+        return B.RewardModelReward(reward_model, tokenizer, tokenizer), B.GoldReward(tokenizer, rater=Rater())
+
+    alone = rewards()
+    for reward in alone:
+        reward.calibrate(policy, PROMPTS, n=16, max_new_tokens=6, seed=2)
+    together = rewards()
+    stats = B.calibrate_rewards(together, policy, PROMPTS, n=16, max_new_tokens=6, seed=2)
+    assert [s is r.normalize for s, r in zip(stats, together)] == [True, True]
+    for a, b in zip(alone, together):
+        assert (a.normalize.mean, a.normalize.std) == (b.normalize.mean, b.normalize.std)
+    with pytest.raises(ValueError, match="tokenizer"):
+        B.calibrate_rewards([together[0], B.GoldReward(copy.deepcopy(tokenizer))], policy, PROMPTS, n=4)
 
 
 def test_gold_reward_rates_prompt_plus_completion(tokenizer):
