@@ -5,6 +5,7 @@ reaches them too.
 """
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -30,7 +31,11 @@ if _workers > 1:
 os.environ["HF_HUB_CACHE"] = str(Path(__file__).resolve().parent / "data" / "cache" / "hf-hub")
 # Training runs checkpoint under RL_COURSE_RUNS and resume from it: a fresh folder per test process, so a
 # notebook never resumes from a run left behind by older code.
-os.environ["RL_COURSE_RUNS"] = tempfile.mkdtemp(prefix="rl-course-runs-")
+RUNS = os.environ["RL_COURSE_RUNS"] = tempfile.mkdtemp(prefix="rl-course-runs-")
+
+
+def pytest_unconfigure(config):
+    shutil.rmtree(RUNS, ignore_errors=True)  # this process's runs folder: nothing outlives the tests
 
 
 @pytest.fixture(scope="session")
@@ -69,6 +74,14 @@ LONGEST_FIRST = [
 ]
 
 
+NOTEBOOK_OUTPUT_TIMEOUT = 60
+"""Seconds nbval waits for a cell's next output message after the cell finished (nbval's own is 5 s: on a machine
+busy with the other worker, a cell that finished fine was reported as a timeout while its figure was still on its way)."""
+
+
 def pytest_collection_modifyitems(config, items):
     rank = {path: i for i, path in enumerate(LONGEST_FIRST)}
     items[:] = sorted(items, key=lambda item: rank.get(item.nodeid.split("::")[0], len(rank)))  # stable sort
+    for item in items:
+        if hasattr(item, "output_timeout"):  # an nbval notebook cell
+            item.output_timeout = NOTEBOOK_OUTPUT_TIMEOUT

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import copy
 import math
+import shutil
 import tempfile
 import time
 import warnings
@@ -588,6 +589,7 @@ def _train_trl(trainer_class: type, model: PreTrainedModel, settings: DPOSetting
         start = time.perf_counter()
         trainer.train()
         seconds = time.perf_counter() - start - tracker.eval_seconds
+    shutil.rmtree(trainer.args.output_dir, ignore_errors=True)  # TRL's scratch folder (save_strategy="no": nothing kept)
     return trainer.model.eval(), [dict(row) for row in trainer.state.log_history], seconds
 
 
