@@ -137,7 +137,7 @@ def measure(checkpoint: Path, args: argparse.Namespace, *, value_model: str, qua
                                    reward_norm_samples=phi2().ppo["batch_size"])
         if args.smoke:
             config = phi2().ppo_config(value_model=value_model, total_steps=args.steps + 1, batch_size=4,
-                                       num_minibatches=2, ppo_epochs=1, max_new_tokens=4, reward_norm_samples=4)
+                                       num_minibatches=2, update_epochs=1, max_new_tokens=4, reward_norm_samples=4)
         trainer = PPOTrainer(policy, tokenizer, reward, reward_tokenizer, load_prompts("train"), config, seed=0)
         objects.append(trainer)
         totals: dict[str, float] = {}
@@ -208,10 +208,10 @@ def run_trl(checkpoint: Path, args: argparse.Namespace, work: Path) -> dict:
     settings = {
         "policy_dir": str(checkpoint), "reward_dir": str(checkpoint), "prompt_ids": prompt_ids, "threads": 8,
         "seed": 0, "learning_rate": config.learning_rate, "batch_size": config.batch_size,
-        "num_mini_batches": config.num_minibatches, "ppo_epochs": config.ppo_epochs,
+        "num_mini_batches": config.num_minibatches, "ppo_epochs": config.update_epochs,
         "total_episodes": config.batch_size * (args.steps + 1), "response_length": config.max_new_tokens,
         "temperature": config.temperature, "kl_coef": config.kl_coef, "clip_coef": config.clip_coef,
-        "value_clip_coef": config.value_clip_coef, "vf_coef": config.vf_coef, "gae_lambda": config.lam,
+        "value_clip_coef": config.clip_coef_vf, "vf_coef": config.vf_coef, "gae_lambda": config.gae_lambda,
         "missing_eos_penalty": config.missing_eos_penalty, "max_grad_norm": config.max_grad_norm,
         "dtype": "bfloat16", "output_dir": str(work / "trl"),
     }
@@ -269,7 +269,7 @@ def section(results: list[dict], trl: dict | None, args: argparse.Namespace) -> 
 configuration (2.78 B parameters), loaded through `rlhf.models.load_model` / `load_reward_model` with the
 `phi-2` preset's PPO settings: batch {config.batch_size} prompts (up to {ok['prompt_tokens']} tokens),
 {config.max_new_tokens}-token responses (a random policy never stops early: the worst case), {config.num_minibatches}
-minibatches of {config.batch_size // config.num_minibatches} x {config.ppo_epochs} epochs, LoRA r={config.lora_r} on the policy
+minibatches of {config.batch_size // config.num_minibatches} x {config.update_epochs} epochs, LoRA r={config.lora_r} on the policy
 (and on the value adapter), a second phi-2-sized reward model. Seconds are the mean of {args.steps} steps after a warm-up step;
 "generation" is sampling, "scoring" the reward model, reference and value passes of the rollout, "update" the PPO
 epochs. Bandwidth: bytes of weights and KV cache one decode step must read, over {bandwidth} (the data sheet's HBM

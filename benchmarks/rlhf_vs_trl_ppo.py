@@ -176,7 +176,7 @@ def run_ours(settings_path: str, result_path: str) -> int:
 
     from rlhf.models import load_model, load_reward_model
     from rlhf.ppo import PPOConfig, PPOTrainer
-    from rlhf.value_head import POLICY
+    from rlhf.policy_value import POLICY
 
     transformers.logging.set_verbosity_error()
     policy, tokenizer = load_model(settings["policy_dir"], device="cpu", dtype=torch.float32)
@@ -185,16 +185,16 @@ def run_ours(settings_path: str, result_path: str) -> int:
     config = PPOConfig(
         batch_size=settings["batch_size"],
         num_minibatches=settings["num_mini_batches"],
-        ppo_epochs=settings["ppo_epochs"],
+        update_epochs=settings["ppo_epochs"],
         total_steps=steps,
         learning_rate=settings["learning_rate"],
         max_grad_norm=settings["max_grad_norm"],
         clip_coef=settings["clip_coef"],
-        value_clip_coef=settings["value_clip_coef"],
+        clip_coef_vf=settings["value_clip_coef"],
         vf_coef=settings["vf_coef"],
         value_model=settings["value_model"],
         gamma=1.0,
-        lam=settings["gae_lambda"],
+        gae_lambda=settings["gae_lambda"],
         temperature=settings["temperature"],
         max_new_tokens=settings["response_length"],
         kl_coef=settings["kl_coef"],
@@ -275,9 +275,9 @@ def evaluate(policy_dir: str, prompts: list[str], settings: dict, reward_dir: st
     (``settings["eval_samples"]`` samples of each, on independent random numbers)."""
     import torch
 
-    from rlhf.baselines import evaluate_policy
+    from rlhf.evaluation import evaluate_policy
     from rlhf.models import load_model, load_reward_model
-    from rlhf.ppo_rollout import RewardScorer
+    from rlhf.scoring import RewardScorer
 
     policy, tokenizer = load_model(policy_dir, device="cpu", dtype=torch.float32)
     reference, _ = load_model(reference_dir, device="cpu", dtype=torch.float32)
@@ -354,7 +354,7 @@ def report(settings: dict, results: dict, evals: dict, versions: dict, wall: flo
         f"{settings['eval_samples']} sample(s) each, averaged "
         "over the seeds (± the standard error of that mean across seeds, which includes the sampling error); "
         "speeds and the other columns are means over the seeds; KL to the SFT policy in nats per response; every "
-        "trained policy evaluated by the same code (`rlhf.baselines.evaluate_policy`).",
+        "trained policy evaluated by the same code (`rlhf.evaluation.evaluate_policy`).",
         "",
         "| trainer | episodes/s (wall) | episodes per CPU-second | peak RSS (MiB) | gold reward | KL to SFT "
         "| proxy (RM) | response length |",

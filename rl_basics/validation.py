@@ -62,8 +62,11 @@ RULES: dict[str, Callable[[Any], bool]] = {
     "in [0, 1]": _in_unit_interval,
     "an integer >= 1": lambda value: _is_integer(value) and value >= 1,
     "an integer >= 0": lambda value: _is_integer(value) and value >= 0,
+    "an integer >= 1 or None": lambda value: value is None or (_is_integer(value) and value >= 1),
     "positive layer widths": lambda value: _layer_widths(value) and len(value) > 0,
     "positive layer widths or () (a linear network)": _layer_widths,
+    "a non-empty tuple of module names": lambda value: (isinstance(value, tuple) and len(value) > 0
+                                                         and all(isinstance(name, str) and name for name in value)),
 }
 """The rules :func:`check_fields` knows, by the words its error message uses."""
 

@@ -69,9 +69,9 @@ def check_sequence_logprob(fn: Callable, *, seed: int | None = None) -> None:
     ``logits[:, t]`` is the distribution of the *next* token, ``input_ids[:, t + 1]``.
     ``response_mask (B, L)`` is 1 on the response tokens (never on position 0). The answer sums
     ``log softmax(logits[:, t - 1] / temperature)[input_ids[:, t]]`` over the response tokens.
-    Reference: :func:`rlhf.policy.token_logprobs`.
+    Reference: :func:`rlhf.tokens.token_logprobs`.
     """
-    from rlhf.policy import token_logprobs
+    from rlhf.tokens import token_logprobs
 
     rng, seed = _rng(seed)
 
@@ -80,7 +80,7 @@ def check_sequence_logprob(fn: Callable, *, seed: int | None = None) -> None:
             super().__init__()
             self.logits = logits
 
-        def forward(self, input_ids, attention_mask=None, position_ids=None):
+        def forward(self, input_ids, attention_mask=None, position_ids=None, logits_to_keep=0):
             return SimpleNamespace(logits=self.logits)
 
     def reference(logits, ids, mask, temperature):
@@ -130,9 +130,9 @@ def check_kl_estimators(fn: Callable, *, seed: int | None = None) -> None:
 
     At sampled tokens, with ``log_ratio = logprobs - ref_logprobs``: ``k1 = log_ratio`` and
     ``k3 = (rho - 1) - log rho`` with ``rho = pi_ref / pi = exp(-log_ratio)``. Both elementwise,
-    shaped like the inputs. Reference: :func:`rlhf.ppo.kl_per_token`.
+    shaped like the inputs. Reference: :func:`rlhf.policy.kl_per_token`.
     """
-    from rlhf.ppo import kl_per_token
+    from rlhf.policy import kl_per_token
 
     rng, seed = _rng(seed)
 

@@ -17,7 +17,7 @@ from torch import nn
 from transformers import PhiConfig, PhiForCausalLM
 
 from rlhf.models import PHI2_LORA_TARGETS, POLICY_LORA_TARGETS
-from rlhf.value_head import VALUE_MODELS
+from rlhf.policy_value import VALUE_MODELS
 
 GIB = 2**30
 
@@ -62,7 +62,7 @@ def ppo_memory_estimate(
     value_model: str = "adapter",
 ) -> dict[str, float]:
     """GiB per component of the course's PPO on one GPU (one frozen base shared by policy,
-    value and reference; see :mod:`rlhf.value_head`).
+    value and reference; see :mod:`rlhf.policy_value`).
 
     Args:
         config: the model's configuration (:func:`phi2_config` for phi-2).

@@ -16,19 +16,14 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from rlhf.value_head import position_ids_from_mask
+from rlhf.tokens import (check_texts, decode_texts, encode_pairs, encode_texts, left_pad, log_probs, model_device,
+                         position_ids_from_mask, response_mask, sample_tokens, sampling_uniforms, token_logprobs,
+                         tokenize_prompts)
 
-
-def _device(model: torch.nn.Module) -> torch.device:
-    return next(model.parameters()).device
-
-
-def _check_texts(name: str, texts: Sequence[str]) -> None:
-    if isinstance(texts, str) or not all(isinstance(t, str) for t in texts):
-        raise TypeError(f"{name} must be a list of strings, got {type(texts).__name__}")
+SAMPLE_STREAM = 200
+"""The random stream of :func:`sample_responses` (see :func:`rlhf.tokens.sampling_uniforms`)."""
 
 
 @torch.no_grad()
@@ -42,106 +37,40 @@ def sample_responses(
     seed: int | None = 0,
     batch_size: int = 64,
 ) -> list[str]:
-    """Sample one response per prompt (pure sampling: top_k=0, top_p=1, divided by ``temperature``).
+    """Sample one response per prompt with the course's sampler (:func:`rlhf.tokens.sample_tokens`:
+    pure sampling, top_k=0, top_p=1, logits divided by ``temperature``).
 
     Args:
         prompts: ``B`` prompt strings.
         max_new_tokens: length limit of a response in tokens; generation also stops at EOS.
-        temperature: > 0; logits are divided by it before sampling. ``temperature=0`` is not
-            sampling: use ``greedy=True`` of ``model.generate`` for that.
-        seed: seeds torch's RNG before sampling (None leaves it alone).
-        batch_size: prompts per ``generate`` call.
+        temperature: > 0; logits are divided by it before sampling (0 would be greedy decoding,
+            which is not sampling).
+        seed: the random numbers of prompt ``i`` depend on ``(seed, i)`` only, so the same seed gives
+            the same responses in any batch size; None draws them from torch's global generator.
+        batch_size: prompts per batch.
 
     Returns:
         ``B`` response strings (decoded new tokens, EOS and padding removed).
     """
-    _check_texts("prompts", prompts)
-    if temperature <= 0:
-        raise ValueError(f"temperature must be > 0, got {temperature}")
-    if seed is not None:
-        torch.manual_seed(seed)
+    ids = tokenize_prompts(tokenizer, prompts, getattr(model.config, "max_position_embeddings", 10**9)
+                           - max_new_tokens, truncate=False)
+    device = model_device(model)
     was_training = model.training
     model.eval()
-    padding_side = tokenizer.padding_side
-    tokenizer.padding_side = "left"
     responses: list[str] = []
     try:
-        for start in range(0, len(prompts), batch_size):
-            batch = tokenizer(list(prompts[start:start + batch_size]), return_tensors="pt", padding=True)
-            batch = {k: v.to(_device(model)) for k, v in batch.items()}
-            out = model.generate(
-                **batch,
-                do_sample=True,
-                temperature=temperature,
-                top_k=0,
-                top_p=1.0,
-                max_new_tokens=max_new_tokens,
-                eos_token_id=tokenizer.eos_token_id,
-                pad_token_id=tokenizer.pad_token_id,
-            )
-            new_tokens = out[:, batch["input_ids"].shape[1]:]
-            responses += tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+        for start in range(0, len(ids), batch_size):
+            rows = list(range(start, min(start + batch_size, len(ids))))
+            query_ids, query_mask = left_pad([ids[i] for i in rows], tokenizer.pad_token_id)
+            uniforms = (sampling_uniforms(seed, SAMPLE_STREAM, 0, rows, max_new_tokens) if seed is not None
+                        else torch.rand(len(rows), max_new_tokens, dtype=torch.float64))
+            tokens, _ = sample_tokens(model, query_ids.to(device), query_mask.to(device), uniforms, temperature,
+                                      tokenizer.eos_token_id, tokenizer.pad_token_id)
+            responses += decode_texts(tokenizer, query_ids, query_mask, tokens,
+                                      response_mask(tokens, tokenizer.eos_token_id), with_prompt=False)
     finally:
-        tokenizer.padding_side = padding_side
         model.train(was_training)
     return responses
-
-
-def _left_pad(rows: list[list[int]], masks: list[list[int]], pad_id: int) -> tuple[torch.Tensor, ...]:
-    """Left-pad token rows and their 0/1 scoring masks to a ``(B, L)`` batch.
-
-    Returns:
-        input_ids ``(B, L)``, attention_mask ``(B, L)`` (0 on padding), mask ``(B, L)`` (0 on padding).
-    """
-    length = max(len(r) for r in rows)
-    input_ids = torch.tensor([[pad_id] * (length - len(r)) + r for r in rows])
-    attention = torch.tensor([[0] * (length - len(r)) + [1] * len(r) for r in rows])
-    mask = torch.tensor([[0] * (length - len(m)) + m for m in masks])
-    return input_ids, attention, mask
-
-
-def _encode_pairs(tokenizer: PreTrainedTokenizerBase, prompts: Sequence[str], responses: Sequence[str],
-                  add_eos: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Left-padded ``prompt + response (+ EOS)`` ids with a mask of the response tokens.
-
-    The prompt and the response are tokenized separately and concatenated, so the response
-    tokens are exactly the actions the policy would have taken.
-
-    Returns:
-        input_ids ``(B, L)``, attention_mask ``(B, L)``, response_mask ``(B, L)`` (1 on response tokens).
-    """
-    if len(prompts) != len(responses):
-        raise ValueError(f"got {len(prompts)} prompts but {len(responses)} responses; they must pair up")
-    rows, masks = [], []
-    for prompt, response in zip(prompts, responses):
-        p = tokenizer(prompt, add_special_tokens=False)["input_ids"]
-        r = tokenizer(response, add_special_tokens=False)["input_ids"] + ([tokenizer.eos_token_id] if add_eos else [])
-        if not p:
-            raise ValueError(f"prompt {prompt!r} is empty after tokenization; every response needs a prompt")
-        rows.append(p + r)
-        masks.append([0] * len(p) + [1] * len(r))
-    return _left_pad(rows, masks, tokenizer.pad_token_id)
-
-
-def token_logprobs(model: PreTrainedModel, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                   temperature: float = 1.0) -> torch.Tensor:
-    """Log-probability of each token given the tokens before it.
-
-    Position ids come from the attention mask, so left padding does not shift positions.
-
-    Args:
-        input_ids: ``(B, L)`` token ids.
-        attention_mask: ``(B, L)``, 0 on padding.
-        temperature: logits are divided by it (match the sampling temperature).
-
-    Returns:
-        ``(B, L)`` tensor: entry ``[b, t]`` is ``log pi(x_t | x_<t)`` for ``t >= 1``; column 0 is 0.
-    """
-    logits = model(input_ids=input_ids, attention_mask=attention_mask,
-                   position_ids=position_ids_from_mask(attention_mask)).logits
-    logp = F.log_softmax(logits[:, :-1].float() / temperature, dim=-1)
-    picked = logp.gather(-1, input_ids[:, 1:, None]).squeeze(-1)
-    return F.pad(picked, (1, 0))
 
 
 @torch.no_grad()
@@ -157,12 +86,26 @@ def response_logprobs(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase
     Returns:
         ``(B,)`` float array.
     """
-    _check_texts("prompts", prompts)
-    _check_texts("responses", responses)
-    input_ids, attention, response_mask = _encode_pairs(tokenizer, prompts, responses, add_eos)
-    device = _device(model)
+    input_ids, attention, scored = encode_pairs(tokenizer, prompts, responses, add_eos)
+    device = model_device(model)
     logp = token_logprobs(model, input_ids.to(device), attention.to(device), temperature).cpu()
-    return (logp * response_mask).sum(-1).double().numpy()
+    return (logp * scored).sum(-1).double().numpy()
+
+
+def kl_per_token(logprobs: torch.Tensor, ref_logprobs: torch.Tensor, estimator: str = "k1") -> torch.Tensor:
+    """Per-token estimate of ``KL(pi || pi_ref)`` at sampled tokens, from their log-probs (any shape).
+
+    With ``rho = pi_ref(a|s) / pi(a|s)`` at the token ``a`` actually taken:
+    ``k1 = -log rho = log pi - log pi_ref`` is unbiased but can be negative on a single token;
+    ``k3 = (rho - 1) - log rho`` is unbiased too and never negative (Schulman, "Approximating
+    KL divergence", 2020).
+    """
+    log_ratio = logprobs - ref_logprobs
+    if estimator == "k1":
+        return log_ratio
+    if estimator == "k3":
+        return torch.expm1(-log_ratio) + log_ratio
+    raise ValueError(f"estimator must be 'k1' or 'k3', got {estimator!r}")
 
 
 @torch.no_grad()
@@ -171,10 +114,7 @@ def per_token_kl(policy: PreTrainedModel, reference: PreTrainedModel, tokenizer:
                  add_eos: bool = True) -> list[np.ndarray]:
     """Per-token KL(policy || reference) along responses sampled from ``policy``.
 
-    With ``r_t = pi_ref(a_t|s_t) / pi(a_t|s_t)`` at the token ``a_t`` actually taken:
-
-    - ``"k1"``: ``-log r_t`` — unbiased, can be negative on single tokens;
-    - ``"k3"``: ``(r_t - 1) - log r_t`` — unbiased and never negative (Schulman's estimator);
+    - ``"k1"``, ``"k3"``: the estimators of :func:`kl_per_token` at the tokens actually taken;
     - ``"exact"``: ``sum_a pi(a|s_t) log(pi(a|s_t) / pi_ref(a|s_t))`` over the whole vocabulary.
 
     Both policies must share the tokenizer.
@@ -184,21 +124,18 @@ def per_token_kl(policy: PreTrainedModel, reference: PreTrainedModel, tokenizer:
     """
     if estimator not in ("k1", "k3", "exact"):
         raise ValueError(f"estimator must be 'k1', 'k3' or 'exact', got {estimator!r}")
-    input_ids, attention, response_mask = _encode_pairs(tokenizer, prompts, responses, add_eos)
-    device = _device(policy)
+    input_ids, attention, scored = encode_pairs(tokenizer, prompts, responses, add_eos)
+    device = model_device(policy)
     input_ids, attention = input_ids.to(device), attention.to(device)
     if estimator == "exact":
         position_ids = position_ids_from_mask(attention)
-        logp = F.log_softmax(policy(input_ids=input_ids, attention_mask=attention,
-                                    position_ids=position_ids).logits.float(), -1)
-        logq = F.log_softmax(reference(input_ids=input_ids, attention_mask=attention,
-                                       position_ids=position_ids).logits.float(), -1)
-        kl = F.pad((logp.exp() * (logp - logq)).sum(-1)[:, :-1], (1, 0)).cpu().double()
+        logp = log_probs(policy(input_ids=input_ids, attention_mask=attention, position_ids=position_ids).logits)
+        logq = log_probs(reference(input_ids=input_ids, attention_mask=attention, position_ids=position_ids).logits)
+        kl = torch.nn.functional.pad((logp.exp() * (logp - logq)).sum(-1)[:, :-1], (1, 0)).cpu().double()
     else:
-        log_ratio = (token_logprobs(reference, input_ids, attention) - token_logprobs(policy, input_ids, attention))
-        log_ratio = log_ratio.cpu().double()
-        kl = -log_ratio if estimator == "k1" else log_ratio.exp() - 1 - log_ratio
-    return [kl[b][response_mask[b].bool()].numpy() for b in range(len(prompts))]
+        kl = kl_per_token(token_logprobs(policy, input_ids, attention).cpu().double(),
+                          token_logprobs(reference, input_ids, attention).cpu().double(), estimator)
+    return [kl[b][scored[b].bool()].numpy() for b in range(len(prompts))]
 
 
 @torch.no_grad()
@@ -210,21 +147,15 @@ def perplexity(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, texts
     contributes its tokens 2..n and the EOS that ends it; :func:`unigram_perplexity` scores
     the same tokens, so the two numbers are comparable.
     """
-    _check_texts("texts", texts)
+    check_texts("texts", texts)
     nll, count = 0.0, 0
+    device = model_device(model)
     for start in range(0, len(texts), batch_size):
-        input_ids, attention, mask = _encode_texts(tokenizer, texts[start:start + batch_size])
-        device = _device(model)
+        input_ids, attention, scored = encode_texts(tokenizer, texts[start:start + batch_size])
         logp = token_logprobs(model, input_ids.to(device), attention.to(device)).cpu()
-        nll -= float((logp * mask).sum())
-        count += int(mask.sum())
+        nll -= float((logp * scored).sum())
+        count += int(scored.sum())
     return math.exp(nll / count)
-
-
-def _encode_texts(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str]) -> tuple[torch.Tensor, ...]:
-    """Left-padded ``text + EOS`` ids and a mask of every token but the first."""
-    rows = [tokenizer(t, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id] for t in texts]
-    return _left_pad(rows, [[0] + [1] * (len(r) - 1) for r in rows], tokenizer.pad_token_id)
 
 
 def unigram_perplexity(tokenizer: PreTrainedTokenizerBase, train_texts: Sequence[str],

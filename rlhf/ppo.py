@@ -56,10 +56,13 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from rl_basics.agents.checkpoints import load_checkpoint, save_checkpoint
 from rl_basics.agents.losses import compute_gae, explained_variance, masked_whiten, ppo_policy_loss, ppo_value_loss
 from rl_basics.agents.training import check_finite, progress_bar
-from rlhf.models import POLICY_LORA_TARGETS, default_lora_config
+from rl_basics.validation import check_fields, check_one_of
+from rlhf.models import POLICY_LORA_TARGETS, default_lora_config, fuse_gelu
 from rlhf.paths import stage_preset
-from rlhf.ppo_rollout import RewardScorer, left_pad, response_mask, sample_tokens, sampling_uniforms, tokenize_prompts
-from rlhf.value_head import POLICY, VALUE_MODELS, PolicyValueModel, fuse_gelu
+from rlhf.policy import kl_per_token
+from rlhf.policy_value import POLICY, VALUE_MODELS, PolicyValueModel
+from rlhf.scoring import RewardScorer, ScoreNormalizer
+from rlhf.tokens import decode_texts, left_pad, response_mask, sample_tokens, sampling_uniforms, tokenize_prompts
 
 # Independent random streams (see ``sampling_uniforms``).
 _TRAIN_STREAM, _REWARD_STATS_STREAM, _GENERATE_STREAM, _MINIBATCH_STREAM = 0, 1, 2, 3
@@ -73,7 +76,7 @@ class PPOConfig:
     """Prompts (= responses) per PPO step, over all processes together."""
     num_minibatches: int = 4
     """Minibatches per PPO epoch; ``batch_size`` must divide into ``num_minibatches * num_processes``."""
-    ppo_epochs: int = 4
+    update_epochs: int = 4
     """Passes over the batch per PPO step."""
     total_steps: int = 60
     """Length of the learning-rate schedule in PPO steps (and the default length of :meth:`PPOTrainer.train`)."""
@@ -87,12 +90,12 @@ class PPOConfig:
     """Global gradient-norm clipping threshold."""
     clip_coef: float = 0.2
     """PPO ratio clipping epsilon."""
-    value_clip_coef: float | None = 0.2
+    clip_coef_vf: float | None = 0.2
     """Value clipping range around the rollout's values (None: unclipped value loss)."""
     vf_coef: float = 0.1
     """Weight of the value loss in the total loss."""
     value_model: Literal["adapter", "reward"] = "adapter"
-    """The critic (``rlhf.value_head``). ``adapter``: a linear head on the shared base run with
+    """The critic (``rlhf.policy_value``). ``adapter``: a linear head on the shared base run with
     its own LoRA adapter; it learns its own features, and costs a second pass through the base
     for every scored and trained minibatch. ``reward``: the frozen reward model's normalised score
     of each prefix plus an MLP correction trained on its hidden states (which scoring computes
@@ -100,8 +103,8 @@ class PPOConfig:
     tokenizer and have a ``score`` layer."""
     gamma: float = 1.0
     """Discount over response tokens (1: the reward model judges the whole response)."""
-    lam: float = 0.95
-    """GAE lambda."""
+    gae_lambda: float = 0.95
+    """GAE lambda, in [0, 1]."""
     temperature: float = 1.0
     """Sampling temperature; training log-probs use logits / temperature too."""
     max_new_tokens: int = 32
@@ -143,36 +146,23 @@ class PPOConfig:
 
     def __post_init__(self):
         self.lora_targets = tuple(self.lora_targets)
-        positive = ("batch_size", "num_minibatches", "ppo_epochs", "total_steps", "learning_rate", "adam_eps",
-                    "max_grad_norm", "clip_coef", "temperature", "max_new_tokens", "max_prompt_length",
-                    "kl_horizon", "reward_norm_samples", "lora_r", "lora_alpha", "keep_checkpoints")
-        for name in positive:
-            if not getattr(self, name) > 0:
-                raise ValueError(f"PPOConfig.{name} must be > 0, got {getattr(self, name)}")
+        check_fields(self, "an integer >= 1", "batch_size", "num_minibatches", "update_epochs", "total_steps",
+                     "max_new_tokens", "max_prompt_length", "reward_norm_samples", "keep_checkpoints")
+        check_fields(self, "> 0", "learning_rate", "adam_eps", "max_grad_norm", "clip_coef", "temperature",
+                     "kl_horizon", "lora_r", "lora_alpha")
+        check_fields(self, "> 0 or None", "clip_coef_vf", "kl_target")
+        check_fields(self, "in [0, 1]", "gamma", "gae_lambda")
+        check_fields(self, ">= 0", "vf_coef", "kl_coef")
+        check_fields(self, "an integer >= 0", "checkpoint_every")
+        check_fields(self, "a non-empty tuple of module names", "lora_targets")
+        check_one_of(self, "kl_estimator", ("k1", "k3"))
+        check_one_of(self, "value_model", VALUE_MODELS)
+        check_one_of(self, "lr_schedule", ("linear", "constant"))
+        check_one_of(self, "preset", ("tiny", "phi-2"))
         if self.batch_size % self.num_minibatches:
             raise ValueError(
                 f"PPOConfig.batch_size ({self.batch_size}) must be a multiple of num_minibatches ({self.num_minibatches})"
             )
-        if self.value_clip_coef is not None and self.value_clip_coef <= 0:
-            raise ValueError(f"PPOConfig.value_clip_coef must be > 0 or None, got {self.value_clip_coef}")
-        for name in ("gamma", "lam"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"PPOConfig.{name} must be in [0, 1], got {getattr(self, name)}")
-        for name in ("vf_coef", "kl_coef", "checkpoint_every"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"PPOConfig.{name} must be >= 0, got {getattr(self, name)}")
-        if self.kl_estimator not in ("k1", "k3"):
-            raise ValueError(f"PPOConfig.kl_estimator must be 'k1' or 'k3', got {self.kl_estimator!r}")
-        if self.kl_target is not None and self.kl_target <= 0:
-            raise ValueError(f"PPOConfig.kl_target must be > 0 or None, got {self.kl_target}")
-        if self.value_model not in VALUE_MODELS:
-            raise ValueError(f"PPOConfig.value_model must be one of {VALUE_MODELS}, got {self.value_model!r}")
-        if self.lr_schedule not in ("linear", "constant"):
-            raise ValueError(f"PPOConfig.lr_schedule must be 'linear' or 'constant', got {self.lr_schedule!r}")
-        if self.preset not in ("tiny", "phi-2"):
-            raise ValueError(f"PPOConfig.preset must be 'tiny' or 'phi-2', got {self.preset!r}")
-        if not self.lora_targets:
-            raise ValueError("PPOConfig.lora_targets is empty: name the modules that get LoRA adapters")
 
     def lora_config(self) -> LoraConfig:
         """The LoRA configuration of the adapters (no LoRA dropout: RL needs deterministic networks)."""
@@ -180,21 +170,6 @@ class PPOConfig:
 
 
 # --------------------------------------------------------------------------- rewards and advantages
-
-
-def kl_per_token(logprobs: Tensor, ref_logprobs: Tensor, estimator: str = "k1") -> Tensor:
-    """Per-token estimate of ``KL(pi || pi_ref)`` at the sampled tokens ``[B, R]``.
-
-    ``k1 = log pi(a|s) - log pi_ref(a|s)`` is unbiased but can be negative on a single token;
-    ``k3 = (rho - 1) - log rho`` with ``rho = pi_ref / pi`` is unbiased too and never
-    negative (Schulman, "Approximating KL divergence", 2020).
-    """
-    log_ratio = logprobs - ref_logprobs
-    if estimator == "k1":
-        return log_ratio
-    if estimator == "k3":
-        return torch.expm1(-log_ratio) + log_ratio
-    raise ValueError(f"estimator must be 'k1' or 'k3', got {estimator!r}")
 
 
 def per_token_rewards(
@@ -288,7 +263,7 @@ class PPOTrainer:
 
     Args:
         policy: the starting policy (the SFT model); it becomes the frozen shared base of
-            :class:`~rlhf.value_head.PolicyValueModel` and, with adapters disabled, the reference.
+            :class:`~rlhf.policy_value.PolicyValueModel` and, with adapters disabled, the reference.
         tokenizer: the policy's tokenizer (EOS and a distinct pad token).
         reward_model: ``AutoModelForSequenceClassification`` with one output (frozen).
         reward_tokenizer: its tokenizer; when it differs from ``tokenizer`` the responses are
@@ -381,7 +356,7 @@ class PPOTrainer:
         schedule = (lambda s: max(0.0, 1.0 - s / total)) if config.lr_schedule == "linear" else (lambda s: 1.0)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, schedule)
         self.kl_ctl = KLController(config.kl_coef, config.kl_target, config.kl_horizon)
-        self.reward_mean, self.reward_std = 0.0, 1.0
+        self.normalizer = ScoreNormalizer(missing_eos_penalty=config.missing_eos_penalty)
         self.reward_stats_ready = not config.normalize_reward
         if config.value_model == "reward" and self.reward_stats_ready:
             self._start_value_head()
@@ -432,13 +407,6 @@ class PPOTrainer:
             )
         return query_ids, query_mask, responses, logprobs
 
-    def _texts(self, query_ids: Tensor, query_mask: Tensor, responses: Tensor, mask: Tensor) -> list[str]:
-        """Whole texts (prompt + response, special tokens dropped), as a reader sees them."""
-        return [
-            self.tokenizer.decode(torch.cat([q[qm.bool()], r[m.bool()]]), skip_special_tokens=True)
-            for q, qm, r, m in zip(query_ids, query_mask, responses, mask)
-        ]
-
     # ------------------------------------------------------------------ reward normalisation
 
     @torch.no_grad()
@@ -452,14 +420,14 @@ class PPOTrainer:
             scores.append(self.scorer(query_ids, query_mask, responses, response_mask(responses, self.tokenizer.eos_token_id)))
         scores = self._gather(torch.cat(scores))
         self._check_finite("reward-model score of the reference samples", scores)
-        self.reward_mean, self.reward_std = scores.mean().item(), scores.std().clamp_min(1e-6).item()
+        self.normalizer.fit(scores)
         self.reward_stats_ready = True
         if self.config.value_model == "reward":
             self._start_value_head()
 
     def _start_value_head(self) -> None:
         """The reward-model critic's fixed prior: the reward model's normalised score of each prefix."""
-        self.policy_value.value_head.start_from(self.scorer.model.score, self.reward_mean, self.reward_std)
+        self.policy_value.value_head.start_from(self.scorer.model.score, self.normalizer.mean, self.normalizer.std)
 
     # ------------------------------------------------------------------ 1. rollout
 
@@ -496,14 +464,12 @@ class PPOTrainer:
                             ("values", values), ("reward-model score", raw_scores)):
             self._check_finite(name, value)
 
-        scores = (raw_scores - self.reward_mean) / self.reward_std
         has_eos = (responses == self.tokenizer.eos_token_id).any(dim=1)
-        if cfg.missing_eos_penalty is not None:
-            scores = torch.where(has_eos, scores, scores - cfg.missing_eos_penalty)
+        scores = self.normalizer(raw_scores, has_eos)
         maskf = mask.float()
         stats = {
             "raw_score": raw_scores,
-            "score": (raw_scores - self.reward_mean) / self.reward_std,
+            "score": self.normalizer.normalize(raw_scores),
             "length": maskf.sum(1),
             "no_eos": (~has_eos).float(),
             "entropy_sum": (entropy * maskf).sum(1),
@@ -513,14 +479,14 @@ class PPOTrainer:
             "logprob_gap": ((sample_logprobs - logprobs).abs() * maskf).amax(1),
         }
         if self.gold_fn is not None:
-            gold = self.gold_fn(self._texts(query_ids, query_mask, responses, mask))
+            gold = self.gold_fn(decode_texts(self.tokenizer, query_ids, query_mask, responses, mask))
             stats["gold"] = torch.as_tensor(np.asarray(gold, dtype=np.float32), device=scores.device)
         return Rollout(input_ids, attention_mask, mask, logprobs, ref_logprobs, values, value_features, scores, stats)
 
     # ------------------------------------------------------------------ 4. PPO epochs
 
     def ppo_update(self, batch: Rollout, advantages: Tensor, returns: Tensor, step: int) -> dict[str, float]:
-        """``ppo_epochs`` passes over shuffled minibatches; returns the averaged training statistics.
+        """``update_epochs`` passes over shuffled minibatches; returns the averaged training statistics.
 
         Each process averages its loss over its own tokens; weighting it by its share of the
         minibatch's tokens (DDP then averages gradients over processes) makes the gradient the
@@ -532,7 +498,7 @@ class PPOTrainer:
         sums: dict[str, Tensor] = {}
         ratio_dev_at_start = torch.zeros(1, device=acc.device)
         n_updates = 0
-        for epoch in range(cfg.ppo_epochs):
+        for epoch in range(cfg.update_epochs):
             order = np.random.default_rng([self.seed, _MINIBATCH_STREAM, step, epoch]).permutation(self.local_batch_size)
             for rows in torch.as_tensor(order).split(self.minibatch_size):
                 rows = rows.to(acc.device)
@@ -541,7 +507,7 @@ class PPOTrainer:
                 logprobs, _, values = self.model(batch.input_ids[rows], batch.attention_mask[rows], R, cfg.temperature,
                                                  features)
                 pg_loss, pg_stats = ppo_policy_loss(logprobs, batch.logprobs[rows], advantages[rows], cfg.clip_coef, mask)
-                vf_loss = ppo_value_loss(values, batch.values[rows], returns[rows], cfg.value_clip_coef, mask)
+                vf_loss = ppo_value_loss(values, batch.values[rows], returns[rows], cfg.clip_coef_vf, mask)
                 loss = pg_loss + cfg.vf_coef * vf_loss
                 self._check_finite("PPO loss", loss)
                 if n_updates == 0:  # before any update the ratio must be exactly 1
@@ -596,7 +562,7 @@ class PPOTrainer:
         rewards, _ = per_token_rewards(batch.scores, batch.logprobs, batch.ref_logprobs, batch.mask,
                                        self.kl_ctl.value, cfg.kl_estimator)
         # 3. advantages over response tokens, whitened over the global batch
-        advantages, returns = response_advantages(rewards, batch.values, batch.mask, cfg.gamma, cfg.lam)
+        advantages, returns = response_advantages(rewards, batch.values, batch.mask, cfg.gamma, cfg.gae_lambda)
         advantages = self._local_rows(masked_whiten(self._gather(advantages), self._gather(batch.mask)))
         # 4. PPO epochs
         lr = self.scheduler.get_last_lr()[0]
@@ -700,7 +666,8 @@ class PPOTrainer:
                     lm, query_ids.to(self.accelerator.device), query_mask.to(self.accelerator.device), uniforms,
                     self.config.temperature, self.tokenizer.eos_token_id, self.tokenizer.pad_token_id,
                 )
-            responses += self.tokenizer.batch_decode(tokens, skip_special_tokens=True)
+            responses += decode_texts(self.tokenizer, query_ids, query_mask, tokens,
+                                      response_mask(tokens, self.tokenizer.eos_token_id), with_prompt=False)
         return responses
 
     # ------------------------------------------------------------------ checkpoints
@@ -734,7 +701,7 @@ class PPOTrainer:
                 scheduler=self.scheduler.state_dict(),
                 step=self.step_count,
                 kl_coef=self.kl_ctl.value,
-                reward_stats=[self.reward_mean, self.reward_std, self.reward_stats_ready],
+                reward_stats=[self.normalizer.mean, self.normalizer.std, self.reward_stats_ready],
                 history=self.history,
                 config=dataclasses.asdict(self.config),
                 seed=self.seed,
@@ -785,7 +752,7 @@ class PPOTrainer:
         self.scheduler.load_state_dict(state["scheduler"])
         self.step_count = int(state["step"])
         self.kl_ctl.value = float(state["kl_coef"])
-        self.reward_mean, self.reward_std, self.reward_stats_ready = state["reward_stats"]
+        self.normalizer.mean, self.normalizer.std, self.reward_stats_ready = state["reward_stats"]
         self.history = {k: list(v) for k, v in state["history"].items()}
         if self.config.value_model == "reward" and self.reward_stats_ready:
             self._start_value_head()  # the critic's prior is not a trained weight: rebuild it from the statistics
@@ -812,7 +779,6 @@ __all__ = [
     "PPOConfig",
     "PPOTrainer",
     "Rollout",
-    "kl_per_token",
     "latest_checkpoint",
     "per_token_rewards",
     "run_dir",

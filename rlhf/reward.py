@@ -24,7 +24,7 @@ from datasets import Dataset
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from rlhf.preferences import load_preference_dataset, noise_ceiling, validate_preference_dataset
-from rlhf.sft import trl_training_args
+from rlhf.sft import supervised_args
 
 
 @dataclass(frozen=True)
@@ -52,10 +52,10 @@ class RewardSettings:
 
 
 def reward_config(settings: RewardSettings, output_dir: str | Path):
-    """TRL ``RewardConfig`` for ``settings`` (:func:`rlhf.sft.trl_training_args`, plus score centring)."""
+    """TRL ``RewardConfig`` for ``settings`` (:func:`rlhf.sft.supervised_args`, plus score centring)."""
     from trl import RewardConfig
 
-    return RewardConfig(**trl_training_args(settings, output_dir),
+    return RewardConfig(**supervised_args(settings, output_dir),
                         center_rewards_coefficient=settings.center_rewards_coefficient)
 
 

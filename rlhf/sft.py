@@ -30,6 +30,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from rlhf import corpus
 from rlhf.policy import response_logprobs
+from rlhf.trl_args import trl_training_args
 
 
 @dataclass(frozen=True)
@@ -86,39 +87,29 @@ def demonstration_loss(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBas
     return nll / count
 
 
-def trl_training_args(settings: SFTSettings, output_dir: str | Path) -> dict:
-    """The TRL training arguments SFT and reward modelling share, for ``settings`` (an
-    :class:`SFTSettings` or a ``RewardSettings``): its epochs, batch size, learning rate, max
-    length and seed; a linear schedule after 5 warm-up steps; no reporting, no checkpoints; bf16
-    only on a bf16 GPU."""
-    on_gpu = torch.cuda.is_available()
-    return dict(
-        output_dir=str(output_dir),
+def supervised_args(settings: SFTSettings, output_dir: str | Path) -> dict:
+    """The TRL arguments SFT and reward modelling share, for ``settings`` (an :class:`SFTSettings`
+    or a ``RewardSettings``): :func:`rlhf.trl_args.trl_training_args` with its epochs, batch size,
+    learning rate, max length and seed, and a linear schedule after 5 warm-up steps."""
+    return trl_training_args(
+        output_dir, settings.seed,
         num_train_epochs=settings.num_train_epochs,
         per_device_train_batch_size=settings.batch_size,
         learning_rate=settings.learning_rate,
         lr_scheduler_type="linear",
         warmup_steps=5,
         max_length=settings.max_length,
-        bf16=on_gpu and torch.cuda.is_bf16_supported(),
         activation_checkpointing=False,
         logging_steps=5,
-        save_strategy="no",
-        report_to="none",
-        push_to_hub=False,
-        seed=settings.seed,
-        data_seed=settings.seed,
-        use_cpu=not on_gpu,
         disable_tqdm=False,
-        dataloader_num_workers=0,
     )
 
 
 def sft_config(settings: SFTSettings, output_dir: str | Path):
-    """TRL ``SFTConfig`` for ``settings`` (:func:`trl_training_args`; loss on completion tokens only)."""
+    """TRL ``SFTConfig`` for ``settings`` (:func:`supervised_args`; loss on completion tokens only)."""
     from trl import SFTConfig
 
-    return SFTConfig(**trl_training_args(settings, output_dir), completion_only_loss=True, packing=False)
+    return SFTConfig(**supervised_args(settings, output_dir), completion_only_loss=True, packing=False)
 
 
 def train_sft(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, demos: list[dict],

@@ -32,7 +32,7 @@ from rlhf.paths import cached_artifact
 from rlhf.presets import ModelPreset, for_model, tiny
 
 STAGE_SOURCES = ("corpus.py", "gold.py", "models.py", "policy.py", "preferences.py", "reward.py", "sft.py",
-                 "stages.py", "tiny_world.py", "value_head.py")
+                 "stages.py", "tiny_world.py", "tokens.py", "trl_args.py")
 """The ``rlhf`` modules whose code builds the cached stages; their source is part of every stage's key."""
 
 

@@ -144,7 +144,7 @@ def test_the_t4_path_a_4bit_base_trains_lora_and_merges_in_full_precision(tmp_pa
 
 def test_training_past_total_steps_is_refused():
     policy, tokenizer = load_model("tiny")
-    config = PPOConfig(batch_size=4, num_minibatches=1, ppo_epochs=1, max_new_tokens=4, total_steps=1,
+    config = PPOConfig(batch_size=4, num_minibatches=1, update_epochs=1, max_new_tokens=4, total_steps=1,
                        reward_norm_samples=4)
     from rlhf.tiny_world import load_prompts
 
@@ -211,7 +211,7 @@ def test_accelerate_launch_keeps_the_phi2_preset(phi2_stages, tmp_path):
     record, never silently the tiny world's."""
     _, built, _ = phi2_stages
     _cli("--policy", built["policy"], "--reward-model", built["reward_model"], "--steps", "2",
-         "--set", "ppo_epochs=1", processes=2, out=tmp_path)
+         "--set", "update_epochs=1", processes=2, out=tmp_path)
     config = json.loads((tmp_path / "ppo" / "config.json").read_text())
     assert config["preset"] == "phi-2" and config["num_processes"] == 2
     assert (config["batch_size"], config["num_minibatches"], config["max_new_tokens"]) == (32, 8, 48)
@@ -229,7 +229,7 @@ def test_sigterm_stops_at_a_step_boundary_and_saves_a_checkpoint(tmp_path):
     sft, reward = stages.sft_model_dir(), stages.reward_model_dir()
     args = ["-m", "rlhf.cli", "--policy", str(sft), "--reward-model", str(reward), "--output-dir", str(tmp_path),
             "--no-tensorboard", "--no-gold", "--checkpoint-every", "0", "--set", "batch_size=8",
-            "--set", "num_minibatches=1", "--set", "ppo_epochs=1", "--set", "max_new_tokens=8",
+            "--set", "num_minibatches=1", "--set", "update_epochs=1", "--set", "max_new_tokens=8",
             "--set", "reward_norm_samples=8", "--set", "total_steps=200"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     process = subprocess.Popen([sys.executable, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,

@@ -31,7 +31,7 @@ from rlhf.tiny_world import TinyWorldConfig, tiny_phi_config, train_tokenizer
 TINY = TinyWorldConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
                        max_position_embeddings=64)
 PPO_ARGS = ["--no-gold", "--no-tensorboard", "--checkpoint-every", "2", "--seed", "3",
-            "--set", "batch_size=8", "--set", "num_minibatches=1", "--set", "ppo_epochs=2",
+            "--set", "batch_size=8", "--set", "num_minibatches=1", "--set", "update_epochs=2",
             "--set", "max_new_tokens=10", "--set", "reward_norm_samples=16", "--set", "lora_r=4",
             "--set", "total_steps=3", "--set", "learning_rate=1e-3"]
 

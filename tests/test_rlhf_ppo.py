@@ -16,15 +16,18 @@ from transformers import PhiForCausalLM, PhiForSequenceClassification
 from rl_basics.agents.checkpoints import load_checkpoint
 from rl_basics.agents.losses import ppo_policy_loss, ppo_value_loss
 from rlhf import corpus
-from rlhf.ppo import KLController, PPOConfig, PPOTrainer, kl_per_token, latest_checkpoint, per_token_rewards, response_advantages
-from rlhf.ppo_rollout import RewardScorer, left_pad, response_mask, sample_tokens, sampling_uniforms, tokenize_prompts
+from rlhf.models import fuse_gelu
+from rlhf.policy import kl_per_token
+from rlhf.policy_value import POLICY, VALUE, PolicyValueModel
+from rlhf.ppo import KLController, PPOConfig, PPOTrainer, latest_checkpoint, per_token_rewards, response_advantages
+from rlhf.scoring import RewardScorer
+from rlhf.tokens import (left_pad, pack_rows, position_ids_from_mask, response_mask, sample_tokens, sampling_uniforms,
+                         token_logprobs, tokenize_prompts)
 from rlhf.tiny_world import TinyWorldConfig, tiny_phi_config, train_tokenizer
-from rlhf.policy import token_logprobs
-from rlhf.value_head import POLICY, VALUE, PolicyValueModel, fuse_gelu, pack_rows, position_ids_from_mask
 
 TINY = TinyWorldConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
                        max_position_embeddings=64)
-SMALL = dict(batch_size=8, num_minibatches=2, ppo_epochs=2, total_steps=4, max_new_tokens=10,
+SMALL = dict(batch_size=8, num_minibatches=2, update_epochs=2, total_steps=4, max_new_tokens=10,
              reward_norm_samples=16, lora_r=4, lora_alpha=8)
 
 
@@ -137,11 +140,11 @@ def test_adaptive_kl_controller_follows_ziegler():
         (dict(batch_size=0), "batch_size"),
         (dict(batch_size=10, num_minibatches=4), "multiple of num_minibatches"),
         (dict(kl_estimator="k2"), "kl_estimator"),
-        (dict(lam=1.5), "lam"),
+        (dict(gae_lambda=1.5), "gae_lambda"),
         (dict(kl_target=-1.0), "kl_target"),
-        (dict(value_clip_coef=0.0), "value_clip_coef"),
+        (dict(clip_coef_vf=0.0), "clip_coef_vf"),
         (dict(lr_schedule="cosine"), "lr_schedule"),
-        (dict(value_model="shared"), r"value_model must be one of \('adapter', 'reward'\), got 'shared'"),
+        (dict(value_model="shared"), "PPOConfig.value_model must be 'adapter' or 'reward', got 'shared'"),
     ],
 )
 def test_config_rejects_bad_values(kwargs, match):

@@ -1,5 +1,5 @@
-"""rlhf.baselines: the shared evaluation, the reward functions handed to TRL, and the DPO /
-GRPO / RLOO wrappers, on a randomly initialised tiny Phi (seconds; no tiny-world build needed).
+"""rlhf.evaluation (the shared yardstick) and rlhf.trl_trainers (the reward functions handed to TRL, the DPO /
+GRPO / RLOO wrappers), on a randomly initialised tiny Phi (seconds; no tiny-world build needed).
 Notebook 12 runs the real comparison on the tiny world."""
 
 import copy
@@ -12,8 +12,9 @@ from peft import LoraConfig, PeftModel, get_peft_model
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PhiConfig, PhiForCausalLM, PhiForSequenceClassification, PreTrainedTokenizerFast
 
-from rlhf import baselines as B
-from rlhf.ppo_rollout import RewardScorer
+from rlhf import evaluation as E
+from rlhf import trl_trainers as T
+from rlhf.scoring import RewardScorer
 
 TEXTS = ["the movie was great and fun.", "the film was bad and boring.", "i loved the acting!",
          "a dull plot, sadly."] * 20
@@ -69,11 +70,11 @@ def _count_gold(texts):
 ])
 def test_group_settings_reject_bad_values(kwargs, match):
     with pytest.raises(ValueError, match=match):
-        B.GroupSettings(**kwargs)
+        T.GroupSettings(**kwargs)
 
 
 def test_group_settings_count_steps_like_ppo():
-    s = B.GroupSettings(total_episodes=640, prompts_per_batch=16, num_generations=4, minibatches=4, num_iterations=2)
+    s = T.GroupSettings(total_episodes=640, prompts_per_batch=16, num_generations=4, minibatches=4, num_iterations=2)
     assert s.generation_batch == 64  # chapter 11's PPO batch
     assert s.optimizer_steps == 10 * 4 * 2
 
@@ -81,7 +82,7 @@ def test_group_settings_count_steps_like_ppo():
 @pytest.mark.parametrize("kwargs", [dict(beta=0.0), dict(batch_size=0), dict(max_pairs=0), dict(lora_targets=())])
 def test_dpo_settings_reject_bad_values(kwargs):
     with pytest.raises(ValueError):
-        B.DPOSettings(**kwargs)
+        T.DPOSettings(**kwargs)
 
 
 # --------------------------------------------------------------------------- evaluation
@@ -89,9 +90,9 @@ def test_dpo_settings_reject_bad_values(kwargs):
 
 def test_evaluation_against_itself_has_zero_kl_and_is_reproducible(policy, tokenizer, reward_model):
     scorer = RewardScorer(reward_model, tokenizer, tokenizer)
-    a = B.evaluate_policy(policy, tokenizer, PROMPTS, reference=policy, gold=_count_gold, reward_scorer=scorer,
+    a = E.evaluate_policy(policy, tokenizer, PROMPTS, reference=policy, gold=_count_gold, reward_scorer=scorer,
                           max_new_tokens=8, seed=3)
-    b = B.evaluate_policy(policy, tokenizer, PROMPTS, reference=policy, gold=_count_gold, max_new_tokens=8, seed=3,
+    b = E.evaluate_policy(policy, tokenizer, PROMPTS, reference=policy, gold=_count_gold, max_new_tokens=8, seed=3,
                           batch_size=5)  # other batching, same samples: random numbers depend on prompt index only
     assert a.texts == b.texts
     assert np.allclose(a.kl, 0.0, atol=1e-4)
@@ -101,17 +102,17 @@ def test_evaluation_against_itself_has_zero_kl_and_is_reproducible(policy, token
     assert all(t.startswith(p) for t, p in zip(a.texts, PROMPTS))
     summary = a.summary()
     assert set(summary) >= {"gold", "gold_sem", "kl", "length", "eos_fraction", "proxy"}
-    c = B.evaluate_policy(policy, tokenizer, PROMPTS, reference=policy, gold=_count_gold, max_new_tokens=8, seed=4)
+    c = E.evaluate_policy(policy, tokenizer, PROMPTS, reference=policy, gold=_count_gold, max_new_tokens=8, seed=4)
     assert c.texts != a.texts  # another seed, other samples
 
 
 def test_evaluation_kl_is_the_summed_log_ratio_of_the_sampled_tokens(policy, tokenizer):
     torch.manual_seed(5)
     other = PhiForCausalLM(_config(tokenizer)).eval()
-    ev = B.evaluate_policy(other, tokenizer, PROMPTS, reference=policy, gold=_count_gold, max_new_tokens=8, seed=0)
-    s = B.sample_and_score(other, tokenizer, PROMPTS, reference=policy, max_new_tokens=8, seed=0)
+    ev = E.evaluate_policy(other, tokenizer, PROMPTS, reference=policy, gold=_count_gold, max_new_tokens=8, seed=0)
+    s = E.sample_and_score(other, tokenizer, PROMPTS, reference=policy, max_new_tokens=8, seed=0)
     # recompute both log-probs independently with the chapter-7 helper on the same token ids
-    from rlhf.policy import token_logprobs
+    from rlhf.tokens import token_logprobs
 
     kl = []
     with torch.no_grad():
@@ -126,8 +127,8 @@ def test_evaluation_kl_is_the_summed_log_ratio_of_the_sampled_tokens(policy, tok
 def test_head_is_the_evaluation_of_the_first_prompts(policy, tokenizer, reward_model):
     scorer = RewardScorer(reward_model, tokenizer, tokenizer)
     kwargs = dict(reference=policy, gold=_count_gold, reward_scorer=scorer, max_new_tokens=8, seed=3, batch_size=4)
-    whole = B.evaluate_policy(policy, tokenizer, PROMPTS, **kwargs)
-    first = B.evaluate_policy(policy, tokenizer, PROMPTS[:8], **kwargs)
+    whole = E.evaluate_policy(policy, tokenizer, PROMPTS, **kwargs)
+    first = E.evaluate_policy(policy, tokenizer, PROMPTS[:8], **kwargs)
     head = whole.head(8)
     assert head.n == 8 and head.texts == first.texts
     for name in ("gold", "kl", "length", "eos", "proxy"):  # the same batches: bit for bit
@@ -142,7 +143,7 @@ def test_head_is_the_evaluation_of_the_first_prompts(policy, tokenizer, reward_m
 def test_evaluations_during_training_skip_the_last_step_on_request(last, steps):
     from types import SimpleNamespace
 
-    tracker = B._Progress(lambda model: {"gold": 0.5}, 2, 16, "test", progress=False, last=last)
+    tracker = T._Progress(lambda model: {"gold": 0.5}, 2, 16, "test", progress=False, last=last)
     for step in range(1, 5):
         tracker.on_step_end(None, SimpleNamespace(global_step=step, max_steps=4), None)
     assert [row["step"] for row in tracker.rows] == steps
@@ -153,17 +154,17 @@ def test_peft_policy_is_its_own_reference(policy, tokenizer):
     import copy
 
     peft_policy = get_peft_model(copy.deepcopy(policy), LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "fc1"]))
-    ev = B.evaluate_policy(peft_policy, tokenizer, PROMPTS, gold=_count_gold, max_new_tokens=6)
+    ev = E.evaluate_policy(peft_policy, tokenizer, PROMPTS, gold=_count_gold, max_new_tokens=6)
     assert np.allclose(ev.kl, 0.0, atol=1e-4)  # a fresh LoRA adapter is a no-op
     with pytest.raises(ValueError, match="reference"):
-        B.evaluate_policy(policy, tokenizer, PROMPTS, gold=_count_gold, max_new_tokens=6)
+        E.evaluate_policy(policy, tokenizer, PROMPTS, gold=_count_gold, max_new_tokens=6)
 
 
 # --------------------------------------------------------------------------- reward functions
 
 
 def test_reward_model_reward_matches_the_ppo_scorer_and_normalises(policy, tokenizer, reward_model):
-    reward = B.RewardModelReward(reward_model, tokenizer, tokenizer, missing_eos_penalty=1.0)
+    reward = T.RewardModelReward(reward_model, tokenizer, tokenizer, missing_eos_penalty=1.0)
     eos = tokenizer.eos_token_id
     completion_ids = [tokenizer(" was great.", add_special_tokens=False)["input_ids"] + [eos],
                       tokenizer(" was bad", add_special_tokens=False)["input_ids"]]
@@ -188,18 +189,18 @@ def test_rewards_calibrated_together_match_each_calibrated_alone(policy, tokeniz
             return _count_gold(texts) + np.array([len(t) for t in texts]) / 100  # varies, so std > 0
 
     def rewards():
-        return B.RewardModelReward(reward_model, tokenizer, tokenizer), B.GoldReward(tokenizer, rater=Rater())
+        return T.RewardModelReward(reward_model, tokenizer, tokenizer), T.GoldReward(tokenizer, rater=Rater())
 
     alone = rewards()
     for reward in alone:
         reward.calibrate(policy, PROMPTS, n=16, max_new_tokens=6, seed=2)
     together = rewards()
-    stats = B.calibrate_rewards(together, policy, PROMPTS, n=16, max_new_tokens=6, seed=2)
+    stats = T.calibrate_rewards(together, policy, PROMPTS, n=16, max_new_tokens=6, seed=2)
     assert [s is r.normalize for s, r in zip(stats, together)] == [True, True]
     for a, b in zip(alone, together):
         assert (a.normalize.mean, a.normalize.std) == (b.normalize.mean, b.normalize.std)
     with pytest.raises(ValueError, match="tokenizer"):
-        B.calibrate_rewards([together[0], B.GoldReward(copy.deepcopy(tokenizer))], policy, PROMPTS, n=4)
+        T.calibrate_rewards([together[0], T.GoldReward(copy.deepcopy(tokenizer))], policy, PROMPTS, n=4)
 
 
 def test_gold_reward_rates_prompt_plus_completion(tokenizer):
@@ -209,7 +210,7 @@ def test_gold_reward_rates_prompt_plus_completion(tokenizer):
             return _count_gold(texts)
 
     rater = Rater()
-    reward = B.GoldReward(tokenizer, rater=rater, missing_eos_penalty=None)
+    reward = T.GoldReward(tokenizer, rater=rater, missing_eos_penalty=None)
     ids = tokenizer(" great great.", add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
     out = reward(prompts=["the movie was"], completions=["x"], completion_ids=[ids])
     assert rater.seen == ["the movie was great great."]
@@ -233,7 +234,7 @@ def test_dpo_raises_the_preferred_responses_log_ratio(policy, tokenizer):
                               "rejected": [" was bad and boring.", " was dull."] * 8})
     before = _margin(policy, tokenizer, data)
     rows = []
-    result = B.train_dpo(policy, tokenizer, data, B.DPOSettings(batch_size=8, epochs=3, learning_rate=3e-3),
+    result = T.train_dpo(policy, tokenizer, data, T.DPOSettings(batch_size=8, epochs=3, learning_rate=3e-3),
                          evaluate=lambda m: {"margin": _margin(m, tokenizer, data)}, evaluate_every=2)
     rows = result.evaluations
     assert isinstance(result.model, PeftModel) and result.method == "dpo" and result.episodes == 0
@@ -251,12 +252,12 @@ def test_group_methods_train_on_policy_with_the_given_reward(policy, tokenizer, 
         calls.append(len(prompts))
         return [float(len(c)) for c in completion_ids]
 
-    settings = B.GroupSettings(algorithm=algorithm, total_episodes=16, prompts_per_batch=4, num_generations=2,
+    settings = T.GroupSettings(algorithm=algorithm, total_episodes=16, prompts_per_batch=4, num_generations=2,
                                minibatches=2, max_new_tokens=6, learning_rate=1e-3)
-    result = B.train_group(policy, tokenizer, PROMPTS, reward, settings)
+    result = T.train_group(policy, tokenizer, PROMPTS, reward, settings)
     assert result.method == algorithm and result.episodes == 16
     assert isinstance(result.model, PeftModel)
     assert sum(calls) == 16 and set(calls) == {8}  # one call per generation batch of 4 prompts x 2 samples
     assert result.settings["optimizer_steps"] == 4
-    ev = B.evaluate_policy(result.model, tokenizer, PROMPTS[:4], gold=_count_gold, max_new_tokens=6)
+    ev = E.evaluate_policy(result.model, tokenizer, PROMPTS[:4], gold=_count_gold, max_new_tokens=6)
     assert np.isfinite(ev.kl).all()

@@ -56,7 +56,9 @@ from peft.tuners.tuners_utils import BaseTunerLayer
 from peft.utils.other import AuxiliaryTrainingWrapper
 from torch import Tensor, nn
 from transformers import PreTrainedModel
-from transformers.activations import GELUTanh, NewGELUActivation
+
+from rlhf.models import disable_dropout, fuse_gelu
+from rlhf.tokens import log_probs, pack_rows, position_ids_from_mask, unpack
 
 POLICY = "policy"
 VALUE = "value"
@@ -98,66 +100,6 @@ class ValueHead(nn.Module):
         self.prior_weight.copy_(score.weight[0].float() / std)
         bias = 0.0 if score.bias is None else score.bias[0].float()
         self.prior_bias.copy_((bias - mean) / std)
-
-
-def disable_dropout(model: nn.Module) -> None:
-    """Set every ``nn.Dropout`` in ``model`` to p=0 and put it in eval mode (attention dropout off)."""
-    for module in model.modules():
-        if isinstance(module, nn.Dropout):
-            module.p = 0.0
-    model.eval()
-
-
-def fuse_gelu(model: nn.Module) -> None:
-    """Swap transformers' ``NewGELUActivation`` (phi-2's ``gelu_new``: five elementwise ops,
-    each with its own backward) for :class:`~transformers.activations.GELUTanh`, the same
-    function (tanh-approximated GELU) as one fused kernel. Outputs agree to float rounding
-    (~1e-7); the MLP's activation is a tenth of the tiny model's training time otherwise."""
-    for module in model.modules():
-        for name, child in module.named_children():
-            if type(child) is NewGELUActivation:
-                setattr(module, name, GELUTanh())
-
-
-def position_ids_from_mask(attention_mask: Tensor) -> Tensor:
-    """Positions ``[B, L]`` that count only real tokens, so a left-padded prompt starts at 0.
-
-    Without them a prompt padded with ``k`` tokens sees its tokens at positions ``k, k+1, ...``.
-    Models with absolute position embeddings (GPT-2, OPT) then read a different input than
-    the same prompt unpadded; with rotary embeddings (phi-2) a common offset cancels in exact
-    arithmetic but not in floating point, and the sampler's positions must match anyway.
-    """
-    return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
-
-
-def pack_rows(attention_mask: Tensor) -> tuple[Tensor, int, int]:
-    """Lay the real tokens of a padded batch ``[B, L]`` end to end in ``n_bins`` rows as wide
-    as the longest sequence (first-fit decreasing). Returns ``(where, n_bins, width)``: where
-    each token goes, an index ``[B, L]`` into the flattened ``[n_bins, width]`` layout
-    (meaningless on padding), and that layout's shape.
-
-    Padding costs compute in every linear layer; RLHF batches of short responses are about
-    half padding. Packed, each sequence's position ids restart at 0, and transformers'
-    attention masks keep the sequences of one row apart (a position id that does not follow
-    its predecessor starts a new sequence), so every token sees exactly what it sees padded.
-    """
-    lengths = attention_mask.sum(1).tolist()
-    width = max(lengths)
-    free: list[int] = []  # space left in each bin
-    starts = [0] * len(lengths)
-    for row in sorted(range(len(lengths)), key=lambda r: -lengths[r]):
-        bin_ = next((k for k, space in enumerate(free) if space >= lengths[row]), len(free))
-        if bin_ == len(free):
-            free.append(width)
-        starts[row] = bin_ * width + width - free[bin_]
-        free[bin_] -= lengths[row]
-    where = torch.tensor(starts, device=attention_mask.device)[:, None] + position_ids_from_mask(attention_mask)
-    return where, len(free), width
-
-
-def _unpack(packed: Tensor, mask: Tensor) -> Tensor:
-    """Values ``[n]`` of the ``n`` true entries of ``mask`` ``[B, R]`` laid out as ``[B, R]``, 0 elsewhere."""
-    return torch.zeros(mask.shape, dtype=packed.dtype, device=packed.device).masked_scatter(mask, packed)
 
 
 def _without_output_layer(lora_config: LoraConfig, model: PreTrainedModel) -> LoraConfig:
@@ -288,7 +230,7 @@ class PolicyValueModel(nn.Module):
         """Last hidden states ``[n, H]`` at the positions that predict the ``n`` real response
         tokens, and where those tokens are: a ``[B, R]`` mask (``attention_mask[:, -R:]``).
 
-        The batch runs packed (see :func:`pack_rows`), so little compute goes to padding.
+        The batch runs packed (see :func:`rlhf.tokens.pack_rows`), so little compute goes to padding.
         """
         real = attention_mask.bool()
         where, n_bins, width = pack_rows(attention_mask)
@@ -322,12 +264,11 @@ class PolicyValueModel(nn.Module):
         """
         with self.adapter(adapter) as lm:
             hidden, predicts = self._response_hidden(lm, input_ids, attention_mask, response_length)
-            logits = lm.get_output_embeddings()(hidden).float() / temperature
-        logp_all = torch.log_softmax(logits, dim=-1)
+            logp_all = log_probs(lm.get_output_embeddings()(hidden), temperature)
         tokens = input_ids[:, -response_length:][predicts]
         logprobs = logp_all.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
         entropy = -(logp_all.exp() * logp_all).sum(-1)
-        return _unpack(logprobs, predicts), _unpack(entropy, predicts)
+        return unpack(logprobs, predicts), unpack(entropy, predicts)
 
     def values(
         self, input_ids: Tensor, attention_mask: Tensor, response_length: int, value_features: Tensor | None = None
@@ -335,7 +276,7 @@ class PolicyValueModel(nn.Module):
         """``V(s_t)`` ``[B, R]``: the value of the state before each response token (0 on response padding).
 
         ``value_features`` ``[B, R, H]``: with ``value_model="reward"``, the reward model's
-        hidden states at those states (:meth:`rlhf.ppo_rollout.RewardScorer.score_with_features`);
+        hidden states at those states (:meth:`rlhf.scoring.RewardScorer.score_with_features`);
         with ``"adapter"``, None (the value adapter's pass computes its own).
         """
         if self.value_model == "adapter":
@@ -343,7 +284,7 @@ class PolicyValueModel(nn.Module):
                 raise ValueError("value_model='adapter' computes its own features; pass value_features=None")
             with self.adapter(VALUE) as lm:
                 hidden, predicts = self._response_hidden(lm, input_ids, attention_mask, response_length)
-            return _unpack(self.value_head(hidden), predicts)
+            return unpack(self.value_head(hidden), predicts)
         if value_features is None:
             raise ValueError("value_model='reward' reads the reward model's hidden states: pass value_features "
                              "[B, R, H] (RewardScorer.score_with_features)")
