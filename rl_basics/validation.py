@@ -7,7 +7,9 @@ written (and worded) once:
   factor, GAE's lambda), used by ``rl_basics.dp``, ``rl_basics.tabular`` and the agents' GAE;
 - :func:`check_positive_int`: a count such as ``n_episodes`` (bools rejected);
 - :func:`check_fields` / :func:`check_one_of`: the fields of a config dataclass against a
-  named rule (the agents' ``A2CConfig``, ``PPOConfig``, ``ReinforceConfig``, ``DQNConfig``).
+  named rule (the agents' ``A2CConfig``, ``PPOConfig``, ``ReinforceConfig``, ``DQNConfig``, and
+  rlhf's ``PPOConfig``, ``SFTSettings``, ``PreferenceConfig``, ``RewardSettings``, ``DPOSettings``,
+  ``GroupSettings``).
 
 Each raises ``ValueError`` naming the argument (for a config: the class and the field),
 the rule and the value it got, e.g. ``PPOConfig.gamma must be in [0, 1], got 1.01``.
@@ -59,6 +61,7 @@ RULES: dict[str, Callable[[Any], bool]] = {
     "> 0": _positive,
     ">= 0": _non_negative,
     "> 0 or None": lambda value: value is None or _positive(value),
+    ">= 0 or None": lambda value: value is None or _non_negative(value),
     "in [0, 1]": _in_unit_interval,
     "an integer >= 1": lambda value: _is_integer(value) and value >= 1,
     "an integer >= 0": lambda value: _is_integer(value) and value >= 0,

@@ -21,6 +21,7 @@ import numpy as np
 from datasets import Dataset
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from rl_basics.validation import check_fields
 from rlhf.gold import Annotator, GoldRater
 from rlhf.policy import sample_responses
 
@@ -28,7 +29,7 @@ REQUIRED_COLUMNS = ("prompt", "chosen", "rejected")
 
 
 @dataclass(frozen=True)
-class PreferenceSettings:
+class PreferenceConfig:
     """How the tiny world's preference data is sampled and labelled."""
 
     seed: int = 0
@@ -50,13 +51,10 @@ class PreferenceSettings:
     """Use only the first this many held-out prompts (None: all)."""
 
     def __post_init__(self):
-        if self.beta < 0 or self.pairs_per_train_prompt < 1 or self.pairs_per_eval_prompt < 1:
-            raise ValueError("beta must be >= 0 and pairs per prompt >= 1")
-        if self.max_new_tokens < 1 or self.temperature <= 0:
-            raise ValueError("max_new_tokens must be >= 1 and temperature > 0")
-        for name in ("max_train_prompts", "max_eval_prompts"):
-            if getattr(self, name) is not None and getattr(self, name) < 1:
-                raise ValueError(f"PreferenceSettings.{name} must be >= 1 or None, got {getattr(self, name)}")
+        check_fields(self, ">= 0", "beta")
+        check_fields(self, "an integer >= 1", "pairs_per_train_prompt", "pairs_per_eval_prompt", "max_new_tokens")
+        check_fields(self, "> 0", "temperature")
+        check_fields(self, "an integer >= 1 or None", "max_train_prompts", "max_eval_prompts")
 
 
 def label_responses(prompts: Sequence[str], responses_a: Sequence[str], responses_b: Sequence[str],
@@ -202,7 +200,7 @@ def load_preference_dataset(path: str | Path, split: str | None = None) -> Datas
     return data
 
 
-def build_preference_stage(out_dir: Path, sft_dir: Path, settings: PreferenceSettings = PreferenceSettings(),
+def build_preference_stage(out_dir: Path, sft_dir: Path, settings: PreferenceConfig = PreferenceConfig(),
                            rater: GoldRater | None = None) -> None:
     """The cached preference stage: ``preferences.jsonl`` (train + eval rows) and ``stage.json``.
 

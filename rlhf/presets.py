@@ -35,7 +35,7 @@ from rlhf.gold import GoldRater, GoldRaterConfig
 from rlhf.models import PHI2, PHI2_LORA_TARGETS, resolve_model_name
 from rlhf.paths import cache_dir, stage_preset
 from rlhf.ppo import PPOConfig
-from rlhf.preferences import PreferenceSettings
+from rlhf.preferences import PreferenceConfig
 from rlhf.reward import RewardSettings
 from rlhf.sft import SFTSettings
 
@@ -52,7 +52,7 @@ class ModelPreset:
     """The base model as :func:`rlhf.models.load_model` takes it: ``"tiny"``, a hub id or a directory."""
     sft: SFTSettings
     """Supervised fine-tuning (chapter 9)."""
-    preferences: PreferenceSettings
+    preferences: PreferenceConfig
     """How preference pairs are sampled and labelled (chapter 10)."""
     reward: RewardSettings
     """Reward-model training (chapter 10)."""
@@ -87,7 +87,7 @@ class ModelPreset:
 
 def tiny() -> ModelPreset:
     """The offline tiny world on a CPU: full fine-tuning, the tiny world's gold rater."""
-    return ModelPreset(name=TINY, model="tiny", sft=SFTSettings(), preferences=PreferenceSettings(),
+    return ModelPreset(name=TINY, model="tiny", sft=SFTSettings(), preferences=PreferenceConfig(),
                        reward=RewardSettings(), gold=GoldRaterConfig())
 
 
@@ -106,7 +106,7 @@ def phi2(model: str = PHI2) -> ModelPreset:
         name=PHI2_PRESET,
         model=model,
         sft=SFTSettings(lora=True, learning_rate=2e-4, batch_size=8, demos_per_prompt=1),
-        preferences=PreferenceSettings(max_train_prompts=256, max_eval_prompts=64),
+        preferences=PreferenceConfig(max_train_prompts=256, max_eval_prompts=64),
         reward=RewardSettings(lora=True, learning_rate=1e-4, batch_size=8, num_train_epochs=1.0),
         gold=GoldRaterConfig(unseen_weight=0.0),
         ppo={"batch_size": 32, "num_minibatches": 8, "learning_rate": 2e-5, "max_new_tokens": 48,

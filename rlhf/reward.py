@@ -23,6 +23,7 @@ import torch
 from datasets import Dataset
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from rl_basics.validation import check_fields
 from rlhf.preferences import load_preference_dataset, noise_ceiling, validate_preference_dataset
 from rlhf.sft import supervised_args
 
@@ -47,8 +48,9 @@ class RewardSettings:
     """Train a LoRA adapter (plus the new head) instead of all weights."""
 
     def __post_init__(self):
-        if self.learning_rate <= 0 or self.num_train_epochs <= 0 or self.batch_size < 1:
-            raise ValueError("learning_rate and num_train_epochs must be > 0 and batch_size >= 1")
+        check_fields(self, "> 0", "learning_rate", "num_train_epochs")
+        check_fields(self, "an integer >= 1", "batch_size", "max_length")
+        check_fields(self, ">= 0 or None", "center_rewards_coefficient")
 
 
 def reward_config(settings: RewardSettings, output_dir: str | Path):

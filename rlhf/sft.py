@@ -28,6 +28,7 @@ import torch
 from datasets import Dataset
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from rl_basics.validation import check_fields
 from rlhf import corpus
 from rlhf.policy import response_logprobs
 from rlhf.trl_args import trl_training_args
@@ -55,10 +56,8 @@ class SFTSettings:
     """Train a LoRA adapter instead of all weights (what fits phi-2 on one GPU)."""
 
     def __post_init__(self):
-        if self.demos_per_prompt < 1 or self.max_sentences < 1 or self.batch_size < 1:
-            raise ValueError("demos_per_prompt, max_sentences and batch_size must be >= 1")
-        if self.learning_rate <= 0 or self.num_train_epochs <= 0:
-            raise ValueError("learning_rate and num_train_epochs must be > 0")
+        check_fields(self, "an integer >= 1", "demos_per_prompt", "max_sentences", "batch_size", "max_length")
+        check_fields(self, "> 0", "learning_rate", "num_train_epochs")
 
 
 def demonstrations(prompts: list[str], settings: SFTSettings = SFTSettings(), seed_offset: int = 0) -> list[dict]:

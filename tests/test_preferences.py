@@ -9,7 +9,7 @@ from datasets import Dataset
 from rlhf.gold import Annotator, GoldRater
 from rlhf.models import load_model
 from rlhf.preferences import (
-    PreferenceSettings,
+    PreferenceConfig,
     label_responses,
     load_hub_preferences,
     load_preference_dataset,
@@ -75,9 +75,9 @@ def test_empty_dataset_and_wrong_type():
 
 def test_settings_validation():
     with pytest.raises(ValueError):
-        PreferenceSettings(beta=-1.0)
+        PreferenceConfig(beta=-1.0)
     with pytest.raises(ValueError):
-        PreferenceSettings(temperature=0.0)
+        PreferenceConfig(temperature=0.0)
 
 
 def test_a_careful_annotator_chooses_the_gold_winner(rater):
