@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib.metadata
 import json
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -555,12 +556,22 @@ def test_colab_cell_does_nothing_outside_colab(monkeypatch):
 
 def test_colab_cell_clones_and_installs_without_touching_torch(monkeypatch, tmp_path):
     calls = []
-    monkeypatch.setitem(sys.modules, "google.colab", type(sys)("google.colab"))
-    monkeypatch.setattr(subprocess, "run", lambda cmd, check: calls.append(cmd))
-    monkeypatch.setattr(sys, "path", list(sys.path))
-    exec(colab.COLAB_CELL.replace("/content", str(tmp_path)), {})
     home = str(tmp_path / "rl-course")
-    assert calls[0] == ["git", "clone", "--depth", "1", colab.REPO_URL, home]
+
+    def run(cmd, **kwargs):  # the clone puts the course's set-up script in place; pip is recorded only
+        calls.append(cmd)
+        if isinstance(cmd, str) and "git clone" in cmd:
+            target = tmp_path / "rl-course" / "rl_basics" / "course"
+            target.mkdir(parents=True, exist_ok=True)
+            shutil.copy(ROOT / "rl_basics" / "course" / "colab_setup.py", target)
+
+    monkeypatch.setitem(sys.modules, "google.colab", type(sys)("google.colab"))
+    monkeypatch.setattr(subprocess, "run", run)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    cell = colab.COLAB_CELL.replace("/content", str(tmp_path))
+    assert len(cell.splitlines()) <= 5  # short enough to read before the teaching starts
+    exec(cell, {})
+    assert calls[0] == f"[ -d {home} ] || git clone -q --depth 1 {colab.REPO_URL} {home}"
     pin = str(tmp_path / "keep-colab-torch.txt")
     assert calls[1] == [sys.executable, "-m", "pip", "install", "-q", "-c", pin, "-e", home]
     # pip's comparison (PEP 440): "torch==2.14.1" admits the installed "2.14.1+cu130" (a local version label),
@@ -593,7 +604,7 @@ def test_insert_colab_cell_is_idempotent(tmp_path):
     assert colab.insert_colab_cell(path) is True
     cells = nbf.read_notebook(path)["cells"]
     first_code = next(c for c in cells if c["cell_type"] == "code")
-    assert first_code["source"] == colab.COLAB_CELL and cells[0]["cell_type"] == "markdown"
+    assert nbf.cell_source(first_code) == colab.COLAB_CELL and cells[0]["cell_type"] == "markdown"
     assert colab.insert_colab_cell(path) is False
     nb = nbf.read_notebook(path)
     next(c for c in nb["cells"] if c["cell_type"] == "code")["source"] = colab.COLAB_MARKER + ": an older version\n"

@@ -22,21 +22,13 @@ REPO_URL = "https://github.com/rl-course/rl-course"
 BRANCH = "main"
 
 COLAB_MARKER = "# Colab set-up"
-COLAB_CELL = f'''{COLAB_MARKER}: installs the course when this notebook runs on Google Colab; elsewhere it does nothing.
-import sys
+COLAB_CELL = f'''{COLAB_MARKER}: on Google Colab, fetch and install the course (Colab's own torch is kept); elsewhere nothing happens.
+import runpy, subprocess, sys
 if "google.colab" in sys.modules:
-    import os, subprocess
-    from importlib.metadata import version
-    REPO, HOME = "{REPO_URL}", "/content/rl-course"
-    if not os.path.isdir(HOME):
-        subprocess.run(["git", "clone", "--depth", "1", REPO, HOME], check=True)
-    with open("/content/keep-colab-torch.txt", "w") as pin:  # never replace Colab's CUDA build of torch
-        pin.write(f"torch=={{version('torch')}}\\n")
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-c", "/content/keep-colab-torch.txt", "-e", HOME], check=True)
-    sys.path.insert(0, HOME)  # importable now, without restarting the session
-    if any(m in sys.modules and version(m) != sys.modules[m].__version__ for m in ("numpy", "matplotlib")):
-        print("pip upgraded a package this session had already loaded: Runtime > Restart session, then run on.")'''
-"""The first code cell of every notebook (the repository URL is :data:`REPO_URL`)."""
+    subprocess.run("[ -d /content/rl-course ] || git clone -q --depth 1 {REPO_URL} /content/rl-course", shell=True)
+    runpy.run_path("/content/rl-course/rl_basics/course/colab_setup.py", run_name="__main__")'''
+"""The first code cell of every notebook (the repository URL is :data:`REPO_URL`); what it runs after cloning
+is :mod:`rl_basics.course.colab_setup`, a script the learner can read."""
 
 
 def colab_url(notebook: Path | str, repo: str = REPO_URL, branch: str = BRANCH) -> str:
@@ -58,12 +50,12 @@ def insert_colab_cell(path: Path) -> bool:
     nb = read_notebook(path)
     cells = nb["cells"]
     new = {"cell_type": "code", "execution_count": None, "id": "colab-setup", "metadata": {}, "outputs": [],
-           "source": COLAB_CELL}
+           "source": COLAB_CELL.splitlines(keepends=True)}
     code = [i for i, c in enumerate(cells) if c["cell_type"] == "code"]
     if code and cell_source(cells[code[0]]).startswith(COLAB_MARKER):
         if cell_source(cells[code[0]]) == COLAB_CELL:
             return False
-        cells[code[0]]["source"] = COLAB_CELL
+        cells[code[0]]["source"] = new["source"]
     else:
         at = code[0] if code else len(cells)
         if any(c.get("id") == "colab-setup" for c in cells):
