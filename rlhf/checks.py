@@ -32,6 +32,7 @@ __all__ = [
     "check_preference_probability",
     "check_kl_penalized_rewards",
     "check_response_gae",
+    "check_ppo_rlhf_update",
     "check_dpo_loss",
     "check_grpo_advantages",
     "check_rloo_advantages",
@@ -104,6 +105,9 @@ def check_sequence_logprob(fn: Callable, *, seed: int | None = None) -> None:
         mask = _t([[1.0 if p <= t < p + n else 0.0 for t in range(L)] for p, n in zip(prompt_len, resp_len)])
         cases.append(Case(f"random logits, B={B} sequences of L={L} tokens, vocabulary {V}, temperature={T}, "
                           "padding after some responses", (_t(rng.normal(size=(B, L, V)) * 2), ids, mask, T)))
+    cases.append(Case("edge case: a batch of one, its response a single token at the very end, temperature=0.8",
+                      (_t(np.sin(np.arange(30.0)).reshape(1, 5, 6) * 3), torch.tensor([[1, 4, 2, 0, 5]]),
+                       _t([[0, 0, 0, 0, 1]]), 0.8)))
     mistakes = [
         Mistake("off by one between logits and tokens: logits[:, t] predicts the *next* token input_ids[:, t + 1], "
                 "so the log-prob of input_ids[:, t] comes from logits[:, t - 1].",
@@ -175,6 +179,8 @@ def check_bradley_terry_loss(fn: Callable, *, seed: int | None = None) -> None:
     cases += [
         Case("edge case: equal scores (loss log 2)", (_t([0.5, -1.0]), _t([0.5, -1.0]))),
         Case("edge case: huge margins, right and wrong (+-200)", (_t([200.0, -100.0]), _t([0.0, 100.0]))),
+        Case("edge case: large margins, right and wrong (+-30)", (_t([15.0, -15.0]), _t([-15.0, 15.0]))),
+        Case("edge case: a batch of one", (_t([1.5]), _t([-0.5]))),
     ]
     mistakes = [
         Mistake("chosen and rejected are swapped: the model should give the *chosen* response the higher "
@@ -201,6 +207,8 @@ def check_preference_probability(fn: Callable, *, seed: int | None = None) -> No
     cases += [
         Case("edge case: beta = 0 (a coin flip)", (np.array([0.9, 0.1]), np.array([0.1, 0.9]), 0.0)),
         Case("edge case: equal scores", (np.array([0.4]), np.array([0.4]), 10.0)),
+        Case("edge case: huge beta * gaps (+-800 and +-30): the probabilities must stay finite, in [0, 1]",
+             (np.array([0.9, 0.1, 0.53]), np.array([0.1, 0.9, 0.5]), 1000.0)),
     ]
     mistakes = [
         Mistake("a and b are swapped: a higher score_a must make 'a preferred' more likely.",
@@ -254,6 +262,9 @@ def check_kl_penalized_rewards(fn: Callable, *, seed: int | None = None) -> None
     s, lp, ref, _ = _rlhf_batch(rng, 3, 5)
     cases.append(Case("edge case: one-token responses and a full-length one",
                       (s, lp, ref, _t([[1, 0, 0, 0, 0], [1, 1, 1, 1, 1], [1, 0, 0, 0, 0]]), 0.2)))
+    cases.append(Case("edge case: a batch of one response of 3 tokens, padded to 5",
+                      (_t([2.0]), _t([[-1.0, -0.5, -2.0, -0.1, -0.3]]), _t([[-1.5, -0.5, -1.0, -3.0, -3.0]]),
+                       _t([[1, 1, 1, 0, 0]]), 0.1)))
     mistakes = [
         Mistake("the score is added at the last column, which is padding for shorter responses: add it at each "
                 "row's last *real* token (index mask.sum(-1) - 1).", at(lambda m: torch.full((m.shape[0],), m.shape[1] - 1))),
@@ -311,6 +322,8 @@ def check_response_gae(fn: Callable, *, seed: int | None = None) -> None:
     cases.append(Case("edge case: responses of 2, 1 and 4 tokens, large values on padding",
                       (_t([[0, 1.0, 0, 0], [2.0, 0, 0, 0], [0, 0, 0, -1.0]]), _t([[0.5, 0.2, 9.0, 9.0], [0.1, 9.0, 9.0, 9.0],
                                                                                   [0.3, 0.1, 0.2, 0.4]]), m, 1.0, 0.95)))
+    cases.append(Case("edge case: a batch of one response of 3 tokens, padded to 4, gamma=0.9",
+                      (_t([[0.0, 0.5, 1.0, 0.0]]), _t([[0.2, -0.4, 0.3, 9.0]]), _t([[1, 1, 1, 0]]), 0.9, 0.8)))
     mistakes = [
         Mistake("padding leaks in: at the last real token do not bootstrap from the next (padding) value, and do not "
                 "let the recursion run through padding.", unmasked),
@@ -338,6 +351,195 @@ def _forward_gae(r, v, m, g, lam):
     return out * m
 
 
+# ============================================================================ chapter 11: one PPO-RLHF update
+
+
+def _tiny_ppo_trainer(seed: int):
+    """A PPO trainer on a random tiny Phi and reward model (nothing from the tiny world's stages): 8 prompts per
+    step, 2 minibatches x 3 epochs, responses of up to 8 tokens, its policy adapter moved off the reference."""
+    from transformers import PhiForCausalLM, PhiForSequenceClassification
+
+    from rlhf import corpus
+    from rlhf.ppo import PPOConfig, PPOTrainer
+    from rlhf.tiny_world import TinyWorldConfig, tiny_phi_config, train_tokenizer
+
+    tokenizer = _tiny_tokenizer(train_tokenizer, corpus)
+    shape = tiny_phi_config(tokenizer, TinyWorldConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                                       num_attention_heads=2, max_position_embeddings=64))
+    torch.manual_seed(seed)
+    policy = PhiForCausalLM(shape).eval()
+    with torch.no_grad():
+        policy.lm_head.bias[tokenizer.eos_token_id] = 4.0  # responses end at mixed lengths: padding to mask
+    shape.num_labels = 1
+    reward_model = PhiForSequenceClassification(shape).eval()
+    # a large learning rate and a small gradient-norm limit, so that the ratio leaves the clip range and the norm
+    # is clipped: otherwise an update without either would give the same weights
+    config = PPOConfig(batch_size=8, num_minibatches=2, update_epochs=3, total_steps=4, max_new_tokens=8,
+                       normalize_reward=False, lora_r=4, lora_alpha=8, learning_rate=3e-2, max_grad_norm=0.05)
+    prompts = corpus.generate_prompts(16, 4, seed)[0]
+    trainer = PPOTrainer(policy, tokenizer, reward_model, tokenizer, prompts, config, seed=seed)
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():  # the policy moved away from the reference, as after some training: pi_old != pi_ref
+        for name, param in trainer.policy_value.named_parameters():
+            if "lora_B" in name and ".policy." in name:
+                param.copy_(torch.randn(param.shape, generator=generator) * 0.05)
+    return trainer
+
+
+_TOKENIZER: list = []
+
+
+def _tiny_tokenizer(train_tokenizer, corpus):
+    if not _TOKENIZER:  # trained once per session
+        _TOKENIZER.append(train_tokenizer(corpus.generate_reviews(200, 0), vocab_size=300, max_length=64))
+    return _TOKENIZER[0]
+
+
+def _reference_update(trainer, batch, step: int, *, whiten: bool = True, returns_from_raw: bool = True,
+                      old: str = "logprobs", clip: bool = True, use_mask: bool = True, zero_grad: bool = True,
+                      clip_grad: bool = True, epochs: int | None = None, minibatches: bool = True) -> None:
+    """The update half of :meth:`rlhf.ppo.PPOTrainer.step`, written out, each flag off giving a known mistake."""
+    from rl_basics.agents.losses import masked_mean, masked_whiten
+    from rlhf.ppo import per_token_rewards, response_advantages
+
+    cfg = trainer.config
+    mask = batch.mask.float()
+    rewards, _ = per_token_rewards(batch.scores, batch.logprobs, batch.ref_logprobs, batch.mask, trainer.kl_ctl.value)
+    advantages, returns = response_advantages(rewards, batch.values, batch.mask, cfg.gamma, cfg.gae_lambda)
+    if whiten:
+        advantages = masked_whiten(advantages, mask)
+    if not returns_from_raw:
+        returns = advantages + batch.values
+    R = mask.shape[1]
+    mean = (lambda x, m: masked_mean(x, m)) if use_mask else (lambda x, m: x.mean())
+    for epoch in range(cfg.update_epochs if epochs is None else epochs):
+        for rows in trainer.minibatches(step, epoch) if minibatches else [torch.arange(len(mask))]:
+            m = mask[rows]
+            logprobs, _, values = trainer.model(batch.input_ids[rows], batch.attention_mask[rows], R, cfg.temperature,
+                                                None if batch.value_features is None else batch.value_features[rows])
+            ratio = torch.exp(logprobs - getattr(batch, old)[rows])
+            a = advantages[rows]
+            surrogate = -a * ratio
+            if clip:
+                surrogate = torch.max(surrogate, -a * ratio.clamp(1 - cfg.clip_coef, 1 + cfg.clip_coef))
+            old_v, target = batch.values[rows], returns[rows]
+            v_clipped = old_v + (values - old_v).clamp(-cfg.clip_coef_vf, cfg.clip_coef_vf)
+            value_loss = 0.5 * mean(torch.max((values - target) ** 2, (v_clipped - target) ** 2), m)
+            loss = mean(surrogate, m) + cfg.vf_coef * value_loss
+            if zero_grad:
+                trainer.optimizer.zero_grad()
+            loss.backward()
+            if clip_grad:
+                torch.nn.utils.clip_grad_norm_(trainer.policy_value.trainable_parameters(), cfg.max_grad_norm)
+            trainer.optimizer.step()
+
+
+_UPDATE_MISTAKES = [
+    ("the advantages are not whitened: normalise them over the batch's real tokens (masked_whiten) before the epochs, "
+     "as chapter 8 did.", dict(whiten=False)),
+    ("the value targets come from the whitened advantages: compute returns = advantages + values *before* whitening "
+     "(whitening rescales the advantages, not the returns the critic must predict).", dict(returns_from_raw=False)),
+    ("the ratio compares the policy with the reference (ref_logprobs): PPO's ratio is pi_new / pi_old, the policy that "
+     "sampled the batch (batch.logprobs).", dict(old="ref_logprobs")),
+    ("the policy loss is not clipped: take max(-A * ratio, -A * clip(ratio, 1 - eps, 1 + eps)).", dict(clip=False)),
+    ("the losses average over padding too: average over the real tokens only (the mask).", dict(use_mask=False)),
+    ("the gradients are never zeroed, so each minibatch adds to the last one's: call optimizer.zero_grad() before "
+     "each backward pass.", dict(zero_grad=False)),
+    ("the gradient norm is not clipped: torch.nn.utils.clip_grad_norm_(parameters, config.max_grad_norm) before "
+     "optimizer.step().", dict(clip_grad=False)),
+    ("only one pass over the batch: PPO reuses it for config.update_epochs epochs.", dict(epochs=1)),
+    ("the whole batch is one minibatch: each epoch goes through trainer.minibatches(step, epoch), one optimizer step "
+     "per minibatch.", dict(minibatches=False)),
+]
+
+
+_RESULTS: dict[tuple[int, str], torch.Tensor] = {}
+"""Weight changes of the package's update and of each known mistake, per seed (they never change: computed once)."""
+_BATCHES: dict[int, object] = {}
+
+
+def _weight_change(seed: int, update: Callable, key: str | None = None) -> torch.Tensor:
+    """The change of every trainable weight ``[n]`` when ``update(trainer, batch)`` trains a fresh tiny trainer
+    on its first rollout (the same batch for every update of one seed)."""
+    import dataclasses
+
+    if key is not None and (seed, key) in _RESULTS:
+        return _RESULTS[(seed, key)]
+    trainer = _tiny_ppo_trainer(seed)
+    if seed not in _BATCHES:
+        _BATCHES[seed] = trainer.rollout(0)
+    batch = _BATCHES[seed]
+    batch = dataclasses.replace(batch, **{f.name: getattr(batch, f.name).clone() for f in dataclasses.fields(batch)
+                                         if isinstance(getattr(batch, f.name), torch.Tensor)})
+    before = torch.cat([p.detach().flatten().clone() for p in trainer.policy_value.trainable_parameters()])
+    update(trainer, batch)
+    change = torch.cat([p.detach().flatten() for p in trainer.policy_value.trainable_parameters()]) - before
+    if key is not None:
+        _RESULTS[(seed, key)] = change
+    return change
+
+
+def _package_update(trainer, batch) -> None:
+    """:meth:`rlhf.ppo.PPOTrainer.step`'s update half, as the trainer runs it."""
+    from rl_basics.agents.losses import masked_whiten
+    from rlhf.ppo import per_token_rewards, response_advantages
+
+    cfg = trainer.config
+    rewards, _ = per_token_rewards(batch.scores, batch.logprobs, batch.ref_logprobs, batch.mask, trainer.kl_ctl.value)
+    advantages, returns = response_advantages(rewards, batch.values, batch.mask, cfg.gamma, cfg.gae_lambda)
+    trainer.ppo_update(batch, masked_whiten(advantages, batch.mask), returns, 0)
+
+
+@learner_check
+def check_ppo_rlhf_update(fn: Callable, kl_rewards: Callable | None = None, gae: Callable | None = None, *,
+                          seed: int | None = None) -> None:
+    """Check ``fn(trainer, batch, step, kl_rewards, gae)``: the update half of one PPO-RLHF step.
+
+    Two identical trainers (a random tiny Phi, 8 prompts, 2 minibatches x 3 epochs, the policy moved off
+    the reference) get the same batch; one is updated as :meth:`rlhf.ppo.PPOTrainer.step` does, the
+    other by ``fn``, and their trained weights must agree. ``kl_rewards`` and ``gae`` are handed to
+    ``fn``: the learner's own ``kl_penalized_rewards`` and ``response_gae`` (Exercises 11.1 and
+    11.2), or None for the course's (:func:`rlhf.ppo.per_token_rewards`,
+    :func:`rlhf.ppo.response_advantages`). When the weights differ, they are compared with those
+    of known mistakes (no whitening, returns from whitened advantages, the ratio to the reference,
+    no clipping, padding averaged in, gradients not zeroed, ...).
+    """
+    from rlhf.ppo import per_token_rewards, response_advantages
+
+    _, seed = _rng(seed)
+    kl_rewards = kl_rewards or (lambda s, lp, ref, m, c: per_token_rewards(s, lp, ref, m, c)[0])
+    gae = gae or (lambda r, v, m, g, lam: response_advantages(r, v, m, g, lam)[0])
+    expected = _weight_change(seed, _package_update, key="package")
+    try:
+        got = _weight_change(seed, lambda trainer, batch: fn(trainer, batch, 0, kl_rewards, gae))
+    except NotImplementedError as err:
+        raise CheckFailed(f"one PPO-RLHF update: not done yet ({err})") from err
+    except Exception as err:
+        raise CheckFailed(f"one PPO-RLHF update: your function raised {type(err).__name__}: {err}") from err
+
+    def close(a: torch.Tensor, b: torch.Tensor) -> bool:
+        return bool((a - b).abs().max() <= 1e-4 * b.abs().max() + 1e-7)
+
+    if close(got, expected):
+        print(f"✅ one PPO-RLHF update: your weights match the trainer's after 8 responses x 3 epochs x "
+              f"2 minibatches (seed={seed}).")
+        return
+    if not got.abs().max() > 0:
+        raise CheckFailed(f"one PPO-RLHF update (seed={seed}): your update changed no weight: each minibatch needs "
+                          "loss.backward() and trainer.optimizer.step().")
+    for hint, flags in _UPDATE_MISTAKES:
+        mistake = _weight_change(seed, lambda trainer, batch: _reference_update(trainer, batch, 0, **flags),
+                                 key=repr(flags))
+        if close(got, mistake):
+            raise CheckFailed(f"one PPO-RLHF update (seed={seed}): {hint}")
+    raise CheckFailed(
+        f"one PPO-RLHF update (seed={seed}): your trained weights differ from the trainer's by up to "
+        f"{(got - expected).abs().max().item():.2e} (its largest weight change is {expected.abs().max().item():.2e}). "
+        "The order: rewards (kl_rewards) -> advantages (gae) -> returns = advantages + values -> whiten the advantages "
+        "-> for each epoch, for each minibatch of trainer.minibatches(step, epoch): clipped policy loss + vf_coef * "
+        "clipped value loss, averaged over real tokens; zero_grad, backward, clip the gradient norm, step.")
+
+
 # ============================================================================ chapter 12: beyond PPO
 
 
@@ -359,6 +561,8 @@ def check_dpo_loss(fn: Callable, *, seed: int | None = None) -> None:
     cases += [
         Case("edge case: policy == reference (loss log 2)", (_t([-5.0, -9.0]), _t([-7.0, -3.0]), _t([-5.0, -9.0]), _t([-7.0, -3.0]), 0.1)),
         Case("edge case: huge margins (+-2000 nats, beta=1)", (_t([0.0, -2000.0]), _t([-2000.0, 0.0]), _t([-1000.0, -1000.0]), _t([-1000.0, -1000.0]), 1.0)),
+        Case("edge case: large margins (+-30 nats, beta=1)", (_t([-10.0, -40.0]), _t([-40.0, -10.0]), _t([-25.0, -25.0]), _t([-25.0, -25.0]), 1.0)),
+        Case("edge case: a batch of one", (_t([-12.0]), _t([-15.0]), _t([-13.0]), _t([-14.0]), 0.5)),
     ]
     mistakes = [
         Mistake("the reference model is missing: DPO's implicit reward is beta * (log pi - log pi_ref); subtract "
@@ -382,6 +586,7 @@ def _group_cases(rng) -> list[Case]:
                           (_t(rng.normal(size=n * G) + np.repeat(rng.normal(size=n) * 3, G)), G)))
     cases.append(Case("edge case: a group whose completions all got the same reward (no signal: advantages 0)",
                       (_t([1.0, 1.0, 1.0, 1.0, 0.0, 1.0, 2.0, 5.0]), 4)))
+    cases.append(Case("edge case: one prompt with the smallest group, two completions", (_t([1.0, 3.0]), 2)))
     return cases
 
 

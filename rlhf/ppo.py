@@ -407,6 +407,12 @@ class PPOTrainer:
             )
         return query_ids, query_mask, responses, logprobs
 
+    def minibatches(self, step: int, epoch: int) -> list[Tensor]:
+        """The rows of this process's batch in each minibatch of one epoch: a shuffle that depends on
+        ``(seed, step, epoch)`` only, split into ``num_minibatches`` index tensors of ``minibatch_size``."""
+        order = np.random.default_rng([self.seed, _MINIBATCH_STREAM, step, epoch]).permutation(self.local_batch_size)
+        return [rows.to(self.accelerator.device) for rows in torch.as_tensor(order).split(self.minibatch_size)]
+
     # ------------------------------------------------------------------ reward normalisation
 
     @torch.no_grad()
@@ -499,9 +505,7 @@ class PPOTrainer:
         ratio_dev_at_start = torch.zeros(1, device=acc.device)
         n_updates = 0
         for epoch in range(cfg.update_epochs):
-            order = np.random.default_rng([self.seed, _MINIBATCH_STREAM, step, epoch]).permutation(self.local_batch_size)
-            for rows in torch.as_tensor(order).split(self.minibatch_size):
-                rows = rows.to(acc.device)
+            for rows in self.minibatches(step, epoch):
                 mask = batch.mask[rows]
                 features = None if batch.value_features is None else batch.value_features[rows]
                 logprobs, _, values = self.model(batch.input_ids[rows], batch.attention_mask[rows], R, cfg.temperature,
