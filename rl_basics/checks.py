@@ -17,7 +17,10 @@ the *references* section at the end of this module.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
+import gymnasium as gym
 import numpy as np
 
 from rl_basics.course.checking import Case, CheckFailed, Mistake, check_function, fresh_seed, learner_check
@@ -42,6 +45,7 @@ __all__ = [
     "check_gae",
     "check_ppo_policy_loss",
     "check_ppo_value_loss",
+    "check_ppo_update",
     "CheckFailed",
 ]
 
@@ -170,6 +174,23 @@ def _through_terminals(model):
     return TabularModel(model.transitions, model.rewards, None, model.action_mask)
 
 
+def _terminal_trap():
+    """A fixed 4-state, 2-action model where bootstrapping through a terminating transition changes the greedy action.
+
+    State 1 is terminal (absorbing, no reward) and gets V = 10. From state 0, action 0 ends the episode with
+    reward 1 and action 1 continues to state 2 (V = 2) with reward 0: greedy is 1, but through the termination
+    0 looks better. From state 3 it is the other way round (greedy 0, reward 1 and continuing).
+    """
+    from rl_basics.mdp import TabularModel
+
+    P = np.zeros((4, 2, 4))
+    P[0, 0, 1] = P[0, 1, 2] = P[1, :, 1] = P[2, :, 1] = P[3, 0, 2] = P[3, 1, 1] = 1.0
+    rewards = np.array([[1.0, 0.0], [0.0, 0.0], [0.5, 0.2], [1.0, 0.0]])
+    ends = np.zeros_like(P)
+    ends[:, :, 1] = P[:, :, 1]  # every transition into state 1 terminates
+    return TabularModel(P, rewards, terminations=ends), np.array([0.0, 10.0, 2.0, 0.0])
+
+
 _TERMINAL_HINT = (
     "you bootstrap from the value of the next state even when the transition terminates the episode: "
     "a terminated transition's return is its reward alone. Use model.continuation (the non-terminating part "
@@ -245,56 +266,80 @@ def check_greedy_policy(fn: Callable, *, seed: int | None = None) -> None:
     cases = _dp_cases(rng, False)
     grid = _gridworld()
     cases.append(Case("edge case: ties (the 4x4 gridworld with V = 0: every action is as good)", (grid, np.zeros(16), 1.0)))
+    cases.append(Case("edge case: transitions that terminate in a state with V = 10 (which must not be used), gamma=0.9",
+                      (*_terminal_trap(), 0.9)))
+    supports, first_wrong = [], None  # the actions the learner gives probability in each case; its first wrong choice
     for case in cases:
         model, V, gamma = case.args
         where = f"\n  inputs: {case.name} (pass seed={seed} to reproduce)"
-        try:
-            pi = fn(*case.args)
-        except NotImplementedError:
-            raise CheckFailed("policy improvement: not done yet — replace `raise NotImplementedError` in your "
-                              "function with your code, then run this check again.") from None
-        except Exception as exc:
-            raise CheckFailed(f"policy improvement: your function raised {type(exc).__name__}: {exc}" + where) from exc
-        pi = np.asarray(pi, dtype=float) if pi is not None else None
-        if pi is None:
-            raise CheckFailed("policy improvement: your function returned None: did you forget `return`?" + where)
-        if pi.shape != (model.n_states, model.n_actions):
-            hint = " (one action per state? return the one-hot (S, A) probability matrix: np.eye(A)[actions])" \
-                if pi.shape == (model.n_states,) else ""
-            raise CheckFailed(f"policy improvement: wrong shape: expected {(model.n_states, model.n_actions)}, "
-                              f"got {pi.shape}{hint}" + where)
-        if not np.allclose(pi.sum(1), 1) or (pi < -1e-12).any():
-            raise CheckFailed("policy improvement: each row must be a probability distribution (non-negative, "
-                              "summing to 1)" + where)
+        pi, problem, cause = _learner_policy(fn, case)
+        if problem is not None:
+            if first_wrong is None:
+                raise CheckFailed(f"policy improvement: {problem}{where}") from cause
+            break  # a case no choice of actions explains: no hint about the wrong choices
         q = dp.q_from_v(model, V, gamma)
         best = q >= q.max(1, keepdims=True) - 1e-9
         wrong = (pi > 1e-9) & ~best
-        if wrong.any():
+        supports.append(pi > 1e-9)
+        if wrong.any() and first_wrong is None:
             s = int(np.argwhere(wrong)[0][0])
             chosen = np.flatnonzero(pi[s] > 1e-9).tolist()
-            hint = _greedy_hint(model, V, gamma, pi > 1e-9)
-            raise CheckFailed(f"policy improvement: in state {s} you choose action(s) {chosen} with "
-                              f"Q(s, .) = {np.round(q[s], 4).tolist()}; the greedy actions are "
-                              f"{np.flatnonzero(best[s]).tolist()}. Hint: {hint}" + where)
+            first_wrong = (f"policy improvement: in state {s} you choose action(s) {chosen} with "
+                           f"Q(s, .) = {np.round(q[s], 4).tolist()}; the greedy actions are "
+                           f"{np.flatnonzero(best[s]).tolist()}.", where)
+    if first_wrong is not None:
+        hint = _greedy_hint(cases, supports) if len(supports) == len(cases) else None
+        raise CheckFailed(first_wrong[0] + (f" Hint: {hint}" if hint else
+                                            " Compute Q(s, a) = r(s,a) + gamma * sum_s' C[s,a,s'] V(s') and put all "
+                                            "probability on its argmax.") + first_wrong[1])
     print(f"✓ policy improvement: correct on all {len(cases)} test cases, random ones from seed {seed}.")
 
 
-def _greedy_hint(model, V, gamma, support) -> str:
-    """Which known mistake explains the learner's choices in *every* state (support: (S, A) bool)."""
+def _learner_policy(fn: Callable, case: Case) -> tuple[np.ndarray | None, str | None, BaseException | None]:
+    """``(policy, None, None)`` from ``fn(*case.args)``, or ``(None, what is wrong, the error raised)``."""
+    model = case.args[0]
+    try:
+        pi = fn(*case.args)
+    except NotImplementedError:
+        raise CheckFailed("policy improvement: not done yet — replace `raise NotImplementedError` in your "
+                          "function with your code, then run this check again.") from None
+    except Exception as exc:
+        return None, f"your function raised {type(exc).__name__}: {exc}", exc
+    if pi is None:
+        return None, "your function returned None: did you forget `return`?", None
+    pi = np.asarray(pi, dtype=float)
+    if pi.shape != (model.n_states, model.n_actions):
+        hint = " (one action per state? return the one-hot (S, A) probability matrix: np.eye(A)[actions])" \
+            if pi.shape == (model.n_states,) else ""
+        return None, f"wrong shape: expected {(model.n_states, model.n_actions)}, got {pi.shape}{hint}", None
+    if not np.allclose(pi.sum(1), 1) or (pi < -1e-12).any():
+        return None, "each row must be a probability distribution (non-negative, summing to 1)", None
+    return pi, None, None
+
+
+def _greedy_hint(cases: list[Case], supports: list[np.ndarray]) -> str | None:
+    """The known mistake that explains the learner's choices in every state of *every* case, if one does.
+
+    ``supports[i]`` ``(S, A)`` bool: the actions the learner gives probability in case ``i``.
+    """
     from rl_basics import dp
 
-    def picks(q):
-        return not (support & ~(q >= q.max(1, keepdims=True) - 1e-9)).any()
+    def picks(q_of) -> bool:
+        for case, support in zip(cases, supports):
+            q = q_of(*case.args)
+            if (support & ~(q >= q.max(1, keepdims=True) - 1e-9)).any():
+                return False
+        return True
 
-    if picks(-dp.q_from_v(model, V, gamma)):
+    if picks(lambda m, V, g: -dp.q_from_v(m, V, g)):
         return "you pick the worst action: use argmax, not argmin."
-    if picks(model.rewards):
+    if picks(lambda m, V, g: m.rewards):
         return "you maximise the immediate reward only; add gamma * sum_s' C[s,a,s'] V(s') (one-step lookahead)."
-    if picks(dp.q_from_v(_through_terminals(model), V, gamma)):
+    if picks(lambda m, V, g: dp.q_from_v(_through_terminals(m), V, g)):
         return _TERMINAL_HINT
-    if picks(dp.q_from_v(model, V, 1.0)):
+    if picks(lambda m, V, g: dp.q_from_v(m, V, 1.0)):
         return "the discount gamma is missing in the lookahead."
-    return "compute Q(s, a) = r(s,a) + gamma * sum_s' C[s,a,s'] V(s') and put all probability on its argmax."
+    return None
 
 
 @learner_check
@@ -347,6 +392,9 @@ def check_first_visit_returns(fn: Callable, *, seed: int | None = None) -> None:
         Case("edge case: one step", ([4], [1.5], 0.9)),
         Case("edge case: every state visited once", ([0, 1, 2], [1.0, 2.0, 3.0], 0.5)),
         Case("edge case: a state revisited at the very end", ([0, 1, 0], [1.0, 10.0, 100.0], 0.9)),
+        Case("edge case: a state revisited at once (a self-loop)", ([2, 2, 0, 2], [1.0, 10.0, 100.0, 1000.0], 0.9)),
+        Case("edge case: tuple states (Blackjack's (player sum, dealer card, usable ace)), one revisited",
+             ([(13, 10, 0), (13, 10, 1), (17, 10, 1), (13, 10, 0)], [0.0, 1.0, 10.0, -1.0], 0.9)),
     ]
     mistakes = [
         Mistake("you return the return after the *last* visit of each state (every visit overwrites the "
@@ -383,7 +431,8 @@ def check_weighted_importance_sampling_update(fn: Callable, *, seed: int | None 
     ]
     mistakes = [
         Mistake("the step size must be W / C_new with C_new = C + W (add the weight first, then divide).",
-                lambda V, C, G, W: (V + np.divide(W, C, out=np.zeros_like(V), where=C > 0) * (G - V), C + W)),
+                lambda V, C, G, W: (V + np.divide(W, C, out=np.where(W > 0, np.nan, 0.0), where=C > 0) * (G - V),
+                                    C + W), nan_means_any=True),  # W / 0 (C = 0): each learner's guard gives another number
         Mistake("that is the ordinary average (step 1/n): weighted importance sampling steps by W / C.",
                 lambda V, C, G, W: (V + (G - V) / (C + 1), C + 1)),
         Mistake("the update moves V away from G: it is V + (W / C) (G - V).",
@@ -391,6 +440,315 @@ def check_weighted_importance_sampling_update(fn: Callable, *, seed: int | None 
     ]
     check_function(fn, weighted_importance_sampling_update, cases, exercise="the weighted importance-sampling update",
                    mistakes=mistakes, seed=seed)
+
+
+# ---------------------------------------------------------------------------- loop exercises (chapters 3 and 4)
+# A loop exercise hands the learner's function a real gymnasium env wrapped in a _RecordingEnv. It records every
+# transition the loop makes, with a copy of the learner's tables (Q, N) at each env.reset and env.step call. The
+# check then recomputes, from the experience the loop actually had, what each update should have made of the
+# tables, whatever random numbers the learner's policy drew, and judges the policy from the tables it acted on.
+
+
+class _LoopMisuse(Exception):
+    """Raised by the recording env inside the learner's loop: the loop used the env wrongly (the message says how)."""
+
+
+@dataclass
+class _Step:
+    """One transition of a learner's loop, with copies of its tables when it called ``env.step``."""
+
+    obs: Any
+    action: int
+    reward: float
+    next_obs: Any
+    terminated: bool
+    truncated: bool
+    tables: tuple[np.ndarray, ...]
+
+
+class _RecordingEnv(gym.Wrapper):
+    """The env given to a learner's loop: records the episodes and the tables, and stops a loop that misuses it."""
+
+    def __init__(self, env: gym.Env, tables: tuple[np.ndarray, ...]):
+        super().__init__(env)
+        self.tables = tables
+        self.episodes: list[list[_Step]] = []
+        self.starts: list[tuple[np.ndarray, ...]] = []  # the tables at each env.reset
+        self.over = True  # the current episode has ended (or none started)
+        self._obs = None
+
+    def snapshot(self) -> tuple[np.ndarray, ...]:
+        return tuple(table.copy() for table in self.tables)
+
+    def reset(self, **kwargs):
+        if self.episodes and not self.over:
+            raise _LoopMisuse(f"env.reset() was called in the middle of episode {len(self.episodes)}: play each "
+                              "episode until `terminated or truncated`, and only then reset")
+        obs, info = self.env.reset(**kwargs)
+        self.episodes.append([])
+        self.starts.append(self.snapshot())
+        self._obs, self.over = obs, False
+        return obs, info
+
+    def step(self, action):
+        if not self.episodes:
+            raise _LoopMisuse("env.step() was called before env.reset(): start each episode with `s, _ = env.reset()`")
+        if self.over:
+            why = "terminated" if self.episodes[-1][-1].terminated else "was truncated (it hit the time limit)"
+            raise _LoopMisuse(f"env.step() was called after episode {len(self.episodes)} {why}: stop stepping as "
+                              "soon as `terminated or truncated` is true")
+        n = int(self.action_space.n)
+        try:
+            valid = np.ndim(action) == 0 and float(action) == int(action) and 0 <= int(action) < n
+        except (TypeError, ValueError):
+            valid = False
+        if not valid:
+            raise _LoopMisuse(f"env.step() got the action {action!r}: pass one int in 0..{n - 1}, e.g. "
+                              "`int(policies.epsilon_greedy_action(Q[s], epsilon, rng))`")
+        tables = self.snapshot()
+        obs, reward, terminated, truncated, info = self.env.step(int(action))
+        self.episodes[-1].append(_Step(self._obs, int(action), float(reward), obs, bool(terminated), bool(truncated),
+                                       tables))
+        self._obs, self.over = obs, bool(terminated or truncated)
+        return obs, reward, terminated, truncated, info
+
+
+def _again(seed: int) -> str:
+    return f"\n  (random episodes from seed={seed}: pass seed={seed} to the check to reproduce)"
+
+
+def _run_loop(fn: Callable, exercise: str, seed: int, *args):
+    """Call the learner's loop; 'not done yet', a misused env and the learner's own errors become CheckFailed."""
+    __tracebackhide__ = True
+    try:
+        return fn(*args)
+    except NotImplementedError:
+        raise CheckFailed(f"{exercise}: not done yet — replace `raise NotImplementedError` in your function with your "
+                          "code, then run this check again.") from None
+    except _LoopMisuse as exc:
+        raise CheckFailed(f"{exercise}: {exc}.{_again(seed)}") from None
+    except Exception as exc:
+        raise CheckFailed(f"{exercise}: your function raised {type(exc).__name__}: {exc}{_again(seed)}") from exc
+
+
+def _greedy_actions(row: np.ndarray) -> np.ndarray:
+    """The actions whose value is maximal (within float noise) in a row of Q."""
+    return np.flatnonzero(np.isclose(row, row.max(), rtol=0.0, atol=1e-9))
+
+
+def _explores(picks: list[tuple[np.ndarray, int]], exercise: str) -> str | None:
+    """A complaint when the actions taken with epsilon = 1 are not uniformly random (a policy that does not explore).
+
+    ``picks``: (the row of Q the action was chosen from, the action). With a uniformly random action, each action,
+    and the greedy one where it is unique, has probability 1/A; a greedy policy takes the greedy one every time
+    (and, breaking ties like ``np.argmax``, the first action). Each count is tested 5 standard deviations out:
+    a uniformly random policy fails with probability about 3e-7 per test.
+    """
+    n_actions = len(picks[0][0]) if picks else 0
+    informative = [(row, a) for row, a in picks if len(_greedy_actions(row)) == 1]
+    p = 1.0 / max(n_actions, 1)
+    tests = [("the greedy action", sum(int(a == row.argmax()) for row, a in informative), len(informative))]
+    tests += [(f"action {b}", sum(int(a == b) for _, a in picks), len(picks)) for b in range(n_actions)]
+    for what, count, n in tests:
+        if n >= 30 and count > n * p + 5 * np.sqrt(n * p * (1 - p)):
+            return (f"your policy does not explore: in the episodes with epsilon = 1, where every action is equally "
+                    f"likely, it took {what} in {count} of {n} steps (a uniformly random action: about {n * p:.0f}). "
+                    "With probability epsilon take a uniformly random action, otherwise the greedy one "
+                    "(`policies.epsilon_greedy_action(Q[s], epsilon, rng)` does both).")
+    return None
+
+
+def _mc_episode(spec, steps: list[_Step]):
+    """One recorded episode as the MC code's ``rl_basics.lanes.Episodes`` (flat state indices)."""
+    from rl_basics.lanes import Episodes
+
+    T = len(steps)
+    return Episodes(states=np.array([[spec.encode(x.obs) for x in steps]], dtype=np.int64),
+                    actions=np.array([[x.action for x in steps]], dtype=np.int64),
+                    rewards=np.array([[x.reward for x in steps]], dtype=float), lengths=np.array([T]))
+
+
+def _mc_expected(Q, N, episode, gamma):
+    """(Q, N) after first-visit sample-average updates from one episode (``rl_basics.mc``'s own update)."""
+    from rl_basics.mc import add_first_visit_returns
+
+    sums, counts = Q * N, N.copy()
+    add_first_visit_returns(sums, counts, episode, gamma)
+    return np.where(counts > N, sums / np.maximum(counts, 1), Q), counts
+
+
+def _mc_replay(Q, N, episode, returns, use, step):
+    """A wrong learner's update: walking the episode backward, at the steps ``use``, N += 1 and Q += step(G, Q, N)."""
+    Q, N = Q.copy(), N.copy()
+    for t in reversed(range(int(episode.lengths[0]))):
+        if use[0, t]:
+            s, a = episode.states[0, t], episode.actions[0, t]
+            N[s, a] += 1
+            Q[s, a] += step(returns[0, t], Q[s, a], N[s, a])
+    return Q, N
+
+
+def _forward_returns(rewards: np.ndarray, gamma: float) -> np.ndarray:
+    out, G = np.zeros_like(rewards), 0.0
+    for t in range(rewards.shape[1]):
+        G = gamma * G + rewards[0, t]
+        out[0, t] = G
+    return out
+
+
+def _mc_mistakes(Q, N, episode, gamma, carry):
+    """(hint, (Q, N) the mistake makes of one episode) for the known wrong ways to write the MC control update."""
+    G = episode.returns(gamma)
+    first, average = episode.first_pair_visits(), (lambda g, q, n: (g - q) / n)
+    T = int(episode.lengths[0])
+    return [
+        ("you update Q(s, a) at every visit of a pair (every-visit MC). First-visit MC uses only the first visit "
+         "of each (s, a) in the episode: walking backward, skip a step if its pair also occurs earlier.",
+         _mc_replay(Q, N, episode, G, episode.valid, average)),
+        ("you use the first visit of each *state*, whatever the action. Control estimates Q(s, a): use the first "
+         "visit of each state-action pair (s, a).", _mc_replay(Q, N, episode, G, episode.first_visits(), average)),
+        ("your returns run forward in time: G_t must sum the rewards *after* step t, R_{t+1} + gamma R_{t+2} + ..., "
+         "so walk the episode backward with G = R_{t+1} + gamma * G.",
+         _mc_replay(Q, N, episode, _forward_returns(episode.rewards, gamma), first, average)),
+        ("the discount gamma is missing from the returns: G = R_{t+1} + gamma * G.",
+         _mc_replay(Q, N, episode, episode.returns(1.0), first, average)),
+        ("G is not reset to 0 at the start of each episode: the previous episode's return leaks into this one.",
+         _mc_replay(Q, N, episode, G + carry * gamma ** (T - np.arange(G.shape[1]))[None], first, average)),
+        ("Q(s, a) is overwritten by the latest return; it must be the *average* of all the first-visit returns "
+         "of (s, a) so far: N(s, a) += 1, then Q(s, a) += (G - Q(s, a)) / N(s, a).",
+         _mc_replay(Q, N, episode, G, first, lambda g, q, n: g - q)),
+        ("Q(s, a) adds up the returns: divide by the count, Q(s, a) += (G - Q(s, a)) / N(s, a).",
+         _mc_replay(Q, N, episode, G, first, lambda g, q, n: g)),
+        ("the step of the average is off by one: with N(s, a) already counting this return, "
+         "Q(s, a) += (G - Q(s, a)) / N(s, a).", _mc_replay(Q, N, episode, G, first, lambda g, q, n: (g - q) / (n + 1))),
+    ]
+
+
+class _EpsilonSchedule:
+    """The schedule handed to the learner's MC loop, k -> epsilon_k; remembers the episode numbers it was asked for."""
+
+    def __init__(self, fn: Callable[[int], float]):
+        self.fn, self.asked = fn, []
+
+    def __call__(self, k):
+        self.asked.append(float(np.min(k)))
+        return self.fn(k)
+
+
+def _judge_mc_control(rec: _RecordingEnv, final, n_episodes: int, schedule: _EpsilonSchedule, gamma: float,
+                      case: str, exercise: str, seed: int) -> None:
+    """Raise CheckFailed, with a hint, unless the recorded run is first-visit MC control with epsilon_k-greedy episodes."""
+    __tracebackhide__ = True
+    from rl_basics.tabular import TabularSpec
+
+    def fail(message):
+        __tracebackhide__ = True
+        raise CheckFailed(f"{exercise}: {message}\n  on: {case}{_again(seed)}")
+
+    played = len(rec.episodes)
+    if played != n_episodes:
+        fail(f"your function played {played} episodes; it must play n_episodes = {n_episodes} (one env.reset() each).")
+    if not rec.over:
+        fail("your function returned in the middle of the last episode: play it until `terminated or truncated`.")
+    if not schedule.asked:
+        fail("epsilon is a function of the episode number: episode k uses epsilon(k), e.g. 1/k for "
+             "policies.glie_schedule(1.0). Your function never called it.")
+    if min(schedule.asked) < 1 or max(schedule.asked) > n_episodes:
+        fail(f"episodes are numbered k = 1, 2, ..., n_episodes = {n_episodes} and episode k uses epsilon(k); "
+             f"your function asked for epsilon({min(schedule.asked):g}) .. epsilon({max(schedule.asked):g}).")
+    spec = TabularSpec.from_env(rec.env)
+    A = spec.n_actions
+    flat = lambda tables: tuple(t.reshape(-1, A) for t in tables)  # noqa: E731
+    carry, explore = 0.0, []
+    for k, steps in enumerate(rec.episodes, 1):
+        start = flat(rec.starts[k - 1])
+        end = flat(rec.starts[k] if k < played else final)
+        for t, step in enumerate(steps):
+            if not all(np.array_equal(a, b) for a, b in zip(flat(step.tables), start)):
+                fail(f"Q or N changed during episode {k} (before its step {t}). Monte Carlo learns from the complete "
+                     "return, which is known only at the end: first play the whole episode, then update.")
+        episode = _mc_episode(spec, steps)
+        Q_want, N_want = _mc_expected(*start, episode, gamma)
+        ok_Q = np.allclose(end[0], Q_want, rtol=1e-7, atol=1e-9)
+        ok_N = np.array_equal(end[1], N_want)
+        if not (ok_Q and ok_N):
+            listing = ", ".join(f"({x.obs}, {x.action}, {x.reward:g})" for x in steps[:8]) + (" ..." if len(steps) > 8 else "")
+            where = f"after episode {k} [(S_t, A_t, R_t+1): {listing}]"
+            if not np.isfinite(end[0]).all():
+                fail(f"Q holds NaN or inf {where}: divide by N(s, a) only after counting this return (N(s, a) += 1 "
+                     "first), so N(s, a) >= 1.")
+            if np.array_equal(end[0], start[0]) and np.array_equal(end[1], start[1]):
+                fail(f"Q and N did not change {where}. Update the arrays Q and N you were given, in place "
+                     "(Q[s][a] += ...), after each episode; the check reads those arrays.")
+            for hint, (Q_bad, N_bad) in _mc_mistakes(*start, episode, gamma, carry):
+                if (not np.allclose(Q_bad, Q_want, rtol=1e-7, atol=1e-9)
+                        and np.allclose(end[0], Q_bad, rtol=1e-7, atol=1e-9)):
+                    fail(f"wrong Q {where}. Hint: {hint}")
+            if ok_Q:
+                fail(f"Q is right but N is wrong {where}: N(s, a) counts the returns averaged into Q(s, a), one more "
+                     "at each first visit of (s, a).")
+            bad = np.argwhere(~np.isclose(end[0], Q_want, rtol=1e-7, atol=1e-9))[0]
+            fail(f"wrong Q {where}: Q[{spec.decode(bad[0])}][{bad[1]}] should be {Q_want[tuple(bad)]:.6g}, "
+                 f"yours is {end[0][tuple(bad)]:.6g}.")
+        carry = float(episode.returns(gamma)[0, 0] + gamma ** len(steps) * carry)  # if G were never reset
+        epsilon = float(schedule.fn(k))
+        for t, step in enumerate(steps):
+            row = start[0][spec.encode(step.obs)]
+            if epsilon == 0.0 and step.action not in _greedy_actions(row):
+                fail(f"episode {k} has epsilon({k}) = 0, so it must act greedily in Q, but at its step {t}, in state "
+                     f"{step.obs} with Q[s] = {np.round(row, 4)}, it took action {step.action}. With probability "
+                     "1 - epsilon take argmax_a Q[s][a] (policies.epsilon_greedy_action(Q[s], epsilon(k), rng)).")
+            if epsilon == 1.0:
+                explore.append((row, step.action))
+    complaint = _explores(explore, exercise)
+    if complaint:
+        fail(complaint)
+
+
+@learner_check
+def check_mc_control_loop(fn: Callable, *, seed: int | None = None) -> None:
+    """Check ``fn(env, Q, N, n_episodes, epsilon, gamma, rng)``: on-policy first-visit Monte-Carlo control.
+
+    ``fn`` plays ``n_episodes`` episodes of the gymnasium ``env``; episode k (k = 1, 2, ...) follows the
+    ``epsilon(k)``-greedy policy of ``Q`` until it terminates or is truncated. After each episode it walks
+    the episode backward, ``G = R_{t+1} + gamma G``, and at the first visit of each pair (S_t, A_t) adds one
+    to ``N[S_t][A_t]`` and moves ``Q[S_t][A_t]`` to the sample average, ``Q += (G - Q) / N``. ``Q`` and
+    ``N`` (shape ``(*observation shape, n_actions)``) are updated in place.
+
+    The check runs ``fn`` on real envs (a short corridor whose observation never changes, so pairs repeat
+    within an episode, with a time limit; Blackjack, whose observations are tuples), records every
+    transition and the tables at each step, and recomputes each episode's update with
+    ``rl_basics.mc.add_first_visit_returns`` from the experience ``fn`` actually had, so any correct way
+    of drawing the random actions passes. Episodes with epsilon_k = 0 must be greedy, those with
+    epsilon_k = 1 must explore.
+    """
+    __tracebackhide__ = True
+    import gymnasium as gym
+
+    _, seed = _rng(seed)
+    exercise = "first-visit Monte-Carlo control"
+    cases = [
+        ("the short corridor (reward -1 per step; the observation is always 0, so pairs repeat within an episode), "
+         "a 6-step time limit, gamma = 0.9, epsilon_k = 1 for k <= 30 then 0",
+         lambda: gym.make("rl_basics/ShortCorridor-v0", max_episode_steps=6), 0.9, 50,
+         lambda k: 1.0 if np.min(k) <= 30 else 0.0),
+        ("Blackjack (observations are tuples (player sum, dealer card, usable ace)), gamma = 1, epsilon_k = min(1, 10 / k)",
+         lambda: gym.make("Blackjack-v1", sab=True), 1.0, 60, lambda k: np.minimum(1.0, 10.0 / np.maximum(k, 1))),
+    ]
+    for case, make, gamma, n_episodes, eps in cases:
+        env = make()
+        env.reset(seed=seed)  # the episodes of fn's env.reset() calls now follow from the seed
+        env.action_space.seed(seed)
+        shape = tuple(s.n for s in getattr(env.observation_space, "spaces", (env.observation_space,)))
+        Q, N = np.zeros(shape + (env.action_space.n,)), np.zeros(shape + (env.action_space.n,))
+        rec, schedule = _RecordingEnv(env, (Q, N)), _EpsilonSchedule(eps)
+        _run_loop(fn, exercise, seed, rec, Q, N, n_episodes, schedule, gamma, np.random.default_rng(seed))
+        _judge_mc_control(rec, rec.snapshot(), n_episodes, schedule, gamma, case, exercise, seed)
+    print(f"✓ {exercise}: the updates and the ε-greedy episodes of your loop are right on {len(cases)} envs "
+          f"(random episodes from seed {seed}).")
+
+
+__all__ += ["check_mc_control_loop"]
 
 
 # ============================================================================ chapter 4: temporal difference
@@ -446,6 +804,15 @@ def _control_cases(rng, with_next_action: bool) -> list[Case]:
     extra = (1,) if with_next_action else ()
     cases.append(Case("edge case: terminated (Q[s_next] is non-zero but must not be used)",
                       (Q, 2, 0, 1.0, 5, *extra, True, 0.5, 0.9)))
+    Q = np.round(np.linspace(-1.0, 1.0, 24).reshape(6, 4), 3)
+    Q[3], Q[4] = [0.5, 2.0, -1.0, 1.0], [0.3, -0.7, 1.1, 2.5]
+    extra = ((1,), (0,)) if with_next_action else ((), ())
+    cases += [  # fixed: on every seed
+        Case(f"edge case: a self-loop, s_next == s = 3, a = 1 (the greedy action){', a_next = 1' if with_next_action else ''}",
+             (Q, 3, 1, -1.0, 3, *extra[0], False, 0.5, 0.9)),
+        Case(f"edge case: s=0, a=2, s_next=4{', a_next=0' if with_next_action else ''}: the taken, the next, the "
+             "greedy (3) and the worst (1) next action all differ", (Q, 0, 2, 0.5, 4, *extra[1], False, 0.5, 0.9)),
+    ]
     return cases
 
 
@@ -463,6 +830,9 @@ def check_sarsa_update(fn: Callable, *, seed: int | None = None) -> None:
         Mistake("you bootstrap from max_a Q[s_next, a]: that is Q-learning. SARSA uses the action actually "
                 "taken next, a_next (on-policy).",
                 lambda Q, s, a, r, s2, a2, d, al, g: q_learning_update(Q, s, a, r, s2, d, al, g)),
+        Mistake("you bootstrap from Q[s_next, a], with the action just taken: SARSA bootstraps from the action "
+                "taken next, Q[s_next, a_next].",
+                lambda Q, s, a, r, s2, a2, d, al, g: sarsa_update(Q, s, a, r, s2, a, d, al, g)),
         Mistake("the discount gamma is missing in the target.",
                 lambda Q, s, a, r, s2, a2, d, al, g: sarsa_update(Q, s, a, r, s2, a2, d, al, 1.0)),
         Mistake("the step size alpha is missing.", lambda Q, s, a, r, s2, a2, d, al, g: sarsa_update(Q, s, a, r, s2, a2, d, 1.0, g)),
@@ -535,6 +905,212 @@ def check_expected_sarsa_target(fn: Callable, *, seed: int | None = None) -> Non
     check_function(fn, expected_sarsa_target, cases, exercise="the Expected SARSA target", mistakes=mistakes, seed=seed)
 
 
+# ---------------------------------------------------------------------------- the SARSA and Q-learning episode loops
+
+
+def _td_loop_cases():
+    """(description, env maker, Q shape) of the envs the TD loop checks run on."""
+    import gymnasium as gym
+
+    return [
+        ("the short corridor (reward -1 per step; the observation is always 0, so S' = S at every step and the "
+         "terminal state shares Q[0]), a 6-step time limit",
+         lambda: gym.make("rl_basics/ShortCorridor-v0", max_episode_steps=6), (1, 2)),
+        ("FrozenLake 4x4 (slippery; Q is non-zero at the holes and the goal, which are terminal), "
+         "a 12-step time limit", lambda: gym.make("FrozenLake-v1", max_episode_steps=12), (16, 4)),
+    ]
+
+
+_TD_EPSILONS = (1.0,) * 25 + (0.0,) * 10 + (0.3,) * 10
+"""epsilon of each episode the TD loop checks play on each env: random, then greedy, then in between."""
+
+
+def _td_mistakes(method: str, Q, step: _Step, next_action: int | None, alpha: float, gamma: float):
+    """(kind, hint, Q after the wrong update) for the known wrong ways to write one step of a SARSA or Q-learning
+    loop, most telling first."""
+    s, a, r, s2, term = step.obs, step.action, step.reward, step.next_obs, step.terminated
+    n_actions = Q.shape[1]
+    takes = range(n_actions) if next_action is None else (next_action,)  # the A' the loop may have used
+    up = lambda fn, *args: fn(Q.copy(), s, a, r, s2, *args)  # noqa: E731
+    mistakes = []
+    if method == "sarsa":
+        mistakes.append(("max", "you bootstrap from max_a Q(S', a): that is Q-learning's target (and the mistake in "
+                         "the notes this course grew out of). SARSA's target uses A', the action the epsilon-greedy "
+                         "policy actually takes next: that is what on-policy means.",
+                         up(q_learning_update, term, alpha, gamma)))
+        if next_action is not None:
+            mistakes += [("not taken", f"the A' in your target (action {b}) is not the action your loop took next "
+                          f"(action {next_action}). Choose A' once, from S', before the update; use it in the target "
+                          "and take it at the next step (A <- A').", up(sarsa_update, b, term, alpha, gamma))
+                         for b in range(n_actions) if b != next_action]
+        wrong = {"terminal": [up(sarsa_update, b, False, alpha, gamma) for b in takes],
+                 "truncated": [up(sarsa_update, b, True, alpha, gamma) for b in takes],
+                 "gamma": [up(sarsa_update, b, term, alpha, 1.0) for b in takes],
+                 "alpha": [up(sarsa_update, b, term, 1.0, gamma) for b in takes]}
+    else:
+        mistakes += [("taken", "you bootstrap from Q(S', A') with the action your loop took next: that is "
+                      "SARSA's target. Q-learning bootstraps from max_a Q(S', a), whatever it does next "
+                      "(off-policy).", up(sarsa_update, b, term, alpha, gamma)) for b in takes]
+        wrong = {"terminal": [up(q_learning_update, False, alpha, gamma)],
+                 "truncated": [up(q_learning_update, True, alpha, gamma)],
+                 "gamma": [up(q_learning_update, term, alpha, 1.0)],
+                 "alpha": [up(q_learning_update, term, 1.0, gamma)]}
+    if term:
+        mistakes += [("terminal", "you bootstrap past a terminal state: when `terminated` is true there is no next "
+                      "state, the target is R alone (pass `terminated` to the update).", q) for q in wrong["terminal"]]
+    elif step.truncated:
+        mistakes += [("truncated", "you stop bootstrapping when the episode is truncated: a time limit is not a "
+                      "terminal state, the future is unknown rather than zero, so keep `terminated=False` there.", q)
+                     for q in wrong["truncated"]]
+    mistakes += [("gamma", "the discount gamma is missing in the target.", q) for q in wrong["gamma"]]
+    mistakes += [("alpha", "the step size alpha is missing: move Q(S, A) only a fraction alpha towards the target.", q)
+                 for q in wrong["alpha"]]
+    return mistakes
+
+
+def _judge_td_step(method, before, after, step, next_action, alpha, gamma, where, fail):
+    """None if ``after`` is ``before`` updated by one SARSA / Q-learning step; else ({kind: hint} of the known
+    mistakes the learner's update matches, the expected and the learner's values); a change in the wrong place
+    fails at once (through ``fail``)."""
+    __tracebackhide__ = True
+    s, a, r, s2, term = step.obs, step.action, step.reward, step.next_obs, step.terminated
+    if method == "sarsa":  # after the last step A' is never taken: any A' is right (and unused if terminated)
+        takes = range(before.shape[1]) if next_action is None else (next_action,)
+        want = [sarsa_update(before.copy(), s, a, r, s2, b, term, alpha, gamma) for b in takes]
+    else:
+        want = [q_learning_update(before.copy(), s, a, r, s2, term, alpha, gamma)]
+    close = lambda x, y: np.allclose(x, y, rtol=1e-7, atol=1e-9)  # noqa: E731
+    if any(close(after, q) for q in want):
+        return None
+    changed = np.argwhere(~np.isclose(after, before, rtol=1e-7, atol=1e-9))
+    if changed.size == 0:
+        fail(f"Q did not change {where}. TD learns after every step: update Q[S, A] as soon as R and S' are known, "
+             "before the next env.step (in place: the check reads the array Q you were given).")
+    others = [tuple(int(i) for i in x) for x in changed if tuple(x) != (s, a)]
+    if others and not np.isclose(after[s, a], before[s, a], rtol=1e-7, atol=1e-9):
+        fail(f"besides Q[S, A] = Q[{s}, {a}], your update changed Q at {others[:4]} {where}: one step changes "
+             "Q[S, A] only.")
+    if others:
+        carry = "S <- S' and A <- A'" if method == "sarsa" else "S <- S'"
+        fail(f"your update {where} changed Q at {others[:4]}, but that step was taken from S = {s} with A = {a}: "
+             f"update Q[S, A] of the step just taken, and carry the state forward ({carry}) before the next step.")
+    matches = {}
+    for kind, hint, q_bad in _td_mistakes(method, before, step, next_action, alpha, gamma):
+        if kind not in matches and not any(close(q_bad, q) for q in want) and close(after, q_bad):
+            matches[kind] = hint
+    return matches, (f"Q[{s}, {a}] went from {before[s, a]:.6g} to {after[s, a]:.6g}; "
+                     f"it should be {want[0][s, a]:.6g}.")
+
+
+def _diagnose_td(wrong_steps: list[tuple[str, dict[str, str], str]], fail) -> None:
+    """Fail with the hint of a mistake that explains every wrong step (the first such, in the order of
+    ``_td_mistakes``); when none does, with the first wrong step's values."""
+    __tracebackhide__ = True
+    common = set.intersection(*(set(matches) for _, matches, _ in wrong_steps))
+    where, matches, values = wrong_steps[0]
+    best = next((kind for kind in matches if kind in common), None)
+    if best is None:
+        fail(f"wrong update {where}: {values}")
+    fail(f"wrong update {where}. Hint: {matches[best]}")
+
+
+def _check_td_episode_loop(fn: Callable, method: str, exercise: str, seed: int | None) -> None:
+    """Run the learner's one-episode SARSA / Q-learning loop on the check envs and judge every step it made."""
+    __tracebackhide__ = True
+    rng, seed = _rng(seed)
+    alpha, gamma = 0.5, 0.9
+    cases = _td_loop_cases()
+    for case, make, shape in cases:
+        env = make()
+        env.reset(seed=seed)
+        env.action_space.seed(seed)
+        Q = np.round(rng.normal(size=shape), 3)  # non-zero everywhere, terminal states included
+        rec, ends, returns = _RecordingEnv(env, (Q,)), [], []
+        policy_rng = np.random.default_rng(seed)
+
+        def fail(message):
+            __tracebackhide__ = True
+            raise CheckFailed(f"{exercise}: {message}\n  on: {case}, alpha = {alpha}, gamma = {gamma}{_again(seed)}")
+
+        explore, wrong_steps = [], []
+        for e, epsilon in enumerate(_TD_EPSILONS):
+            returns.append(_run_loop(fn, exercise, seed, rec, Q, epsilon, alpha, gamma, policy_rng))
+            ends.append(Q.copy())
+            if len(rec.episodes) != e + 1:
+                fail(f"one call plays exactly one episode: call env.reset() once, at the start; call {e + 1} made "
+                     f"{len(rec.episodes) - e} resets.")
+            if not rec.over:
+                fail(f"your function returned in the middle of episode {e + 1}: loop until `terminated or truncated`.")
+            steps = rec.episodes[e]
+            tables = [x.tables[0] for x in steps] + [ends[e]]  # tables[t]: Q when step t was taken; then the end
+            for t, step in enumerate(steps):
+                next_action = steps[t + 1].action if t + 1 < len(steps) else None  # none after the last step
+                where = (f"after step {t} of episode {e + 1} (S={step.obs}, A={step.action}, R={step.reward:g}, "
+                         f"S'={step.next_obs}, terminated={step.terminated}, truncated={step.truncated}"
+                         f"{f', the next action A={steps[t + 1].action}' if t + 1 < len(steps) else ''})")
+                wrong = _judge_td_step(method, tables[t], tables[t + 1], step, next_action, alpha, gamma, where, fail)
+                if wrong is not None:
+                    wrong_steps.append((where, *wrong))
+            if len(wrong_steps) >= 10 or (wrong_steps and e + 1 == len(_TD_EPSILONS)):
+                _diagnose_td(wrong_steps, fail)
+            total = sum(x.reward for x in steps)
+            if returns[e] is None:
+                fail("your function returned None: return the sum of the rewards of the episode.")
+            if not np.isclose(float(returns[e]), total):
+                fail(f"episode {e + 1} earned {total:g} in rewards, your function returned {returns[e]}: return the "
+                     "(undiscounted) sum of the rewards.")
+            for t, step in enumerate(steps):
+                # A_t was chosen from Q before step t-1's update (SARSA's A') or after it (Q-learning)
+                seen = [tables[max(t - 1, 0)], tables[t]]
+                row = seen[0 if method == "sarsa" else 1][step.obs]
+                if epsilon == 0.0 and not any(step.action in _greedy_actions(q[step.obs]) for q in seen):
+                    fail(f"episode {e + 1} has epsilon = 0, so it must act greedily, but at its step {t}, in state "
+                         f"{step.obs} with Q[s] = {np.round(row, 4)}, it took action {step.action}: with probability "
+                         "1 - epsilon take argmax_a Q[s, a] (policies.epsilon_greedy_action).")
+                if epsilon == 1.0:
+                    explore.append((row, step.action))
+        complaint = _explores(explore, exercise)
+        if complaint:
+            fail(complaint)
+    print(f"✓ {exercise}: every update, every action and every return of your loop is right on {len(cases)} envs "
+          f"(random episodes from seed {seed}).")
+
+
+@learner_check
+def check_sarsa_episode(fn: Callable, *, seed: int | None = None) -> None:
+    """Check ``fn(env, Q, epsilon, alpha, gamma, rng) -> float``: one episode of SARSA, Q updated in place.
+
+    ``fn`` resets the gymnasium ``env``, chooses A from S epsilon-greedily in ``Q`` (``(n_states,
+    n_actions)``), then at every step: takes A, observes R and S', chooses A' from S' (epsilon-greedy, before
+    the update), applies ``Q[S, A] += alpha (R + gamma (1 - terminated) Q[S', A'] - Q[S, A])``
+    (``rl_basics.td.sarsa_update``) and carries S, A <- S', A', until the episode terminates or is truncated.
+    It returns the sum of the rewards.
+
+    The check records every transition with the table at each step and recomputes each update from the
+    experience the loop actually had, so any correct way of drawing the random actions passes; episodes
+    with epsilon = 0 must be greedy, those with epsilon = 1 must explore.
+    """
+    __tracebackhide__ = True
+    _check_td_episode_loop(fn, "sarsa", "the SARSA episode loop", seed)
+
+
+@learner_check
+def check_q_learning_episode(fn: Callable, *, seed: int | None = None) -> None:
+    """Check ``fn(env, Q, epsilon, alpha, gamma, rng) -> float``: one episode of Q-learning, Q updated in place.
+
+    ``fn`` resets the gymnasium ``env`` and at every step chooses A from S epsilon-greedily in the current
+    ``Q`` (``(n_states, n_actions)``), takes it, observes R and S', applies
+    ``Q[S, A] += alpha (R + gamma (1 - terminated) max_a Q[S', a] - Q[S, A])``
+    (``rl_basics.td.q_learning_update``) and carries S <- S', until the episode terminates or is truncated.
+    It returns the sum of the rewards. Checked like :func:`check_sarsa_episode`.
+    """
+    __tracebackhide__ = True
+    _check_td_episode_loop(fn, "q_learning", "the Q-learning episode loop", seed)
+
+
+__all__ += ["check_sarsa_episode", "check_q_learning_episode"]
+
+
 # ============================================================================ chapter 6: policy gradients
 
 
@@ -556,6 +1132,7 @@ def check_reward_to_go(fn: Callable, *, seed: int | None = None) -> None:
     cases += [
         Case("edge case: one episode", (np.array([1.0, 2.0, 3.0]), np.array([False, False, True]), 0.5)),
         Case("edge case: episodes of one step each", (np.array([1.0, 2.0, 3.0]), np.array([True, True, True]), 0.9)),
+        Case("edge case: a single step (T = 1)", (np.array([2.0]), np.array([True]), 0.9)),
         Case("edge case: gamma = 1", (np.array([1.0, 1.0, 1.0, 1.0]), np.array([False, True, False, True]), 1.0)),
     ]
     mistakes = [
@@ -603,6 +1180,7 @@ def check_reinforce_loss(fn: Callable, *, seed: int | None = None) -> None:
 
     cases = [Case(f"{N} random episodes of up to {T} steps (padded)", batch(T, N)) for T, N in ((9, 4), (20, 3))]
     cases.append(Case("edge case: one episode without padding", batch(5, 1, [5])))
+    cases.append(Case("edge case: episodes of a single step (T = 1)", batch(1, 3, [1, 1, 1])))
     mistakes = [
         Mistake("the baseline is missing: weight each log-probability by (returns - baseline).",
                 lambda lp, G, b, v: reinforce_loss(lp, G, v)),
@@ -615,10 +1193,348 @@ def check_reinforce_loss(fn: Callable, *, seed: int | None = None) -> None:
         Mistake("you average over all steps; sum over each episode's steps (the policy gradient of one episode "
                 "is a sum over its time steps), then average over the episodes.",
                 lambda lp, G, b, v: -(v * (G - b) * lp).sum() / v.sum()),
+        Mistake("you average over all T x N entries of the padded arrays: that divides by T * N; sum over each "
+                "episode's steps (dim 0), then average over the N episodes.",
+                lambda lp, G, b, v: -(v * (G - b) * lp).mean()),
     ]
     check_function(fn, reference, cases, exercise="the REINFORCE loss", mistakes=mistakes, seed=seed,
                    arg_names=("log_probs", "returns", "baseline", "valid"),
                    atol=1e-5, rtol=1e-4, grad_args=(0, 2))
+
+
+# ---------------------------------------------------------------------------- the REINFORCE training loop
+# A loop exercise. The check hands the learner's loop the short corridor, a policy and an optimizer, records
+# every episode the loop plays and every optimizer step it takes, and compares the gradient of each step with
+# REINFORCE's (rl_basics.agents.reinforce.episode_gradients) on the very episode the loop just played. So it
+# needs no shared random numbers, and it names the first update that goes wrong.
+
+__all__ += ["check_train_reinforce"]
+
+_LOOP_START_P = 0.2
+"""pi(right) the checked loop starts from on the short corridor (episodes of about 22 steps)."""
+_LOOP_LEARNING_RATE = 1e-3
+"""The checked loop's SGD step size: theta <- theta + alpha * sum_t G_t grad log pi(a_t|s_t), the book's update."""
+
+
+class _StopLoop(BaseException):
+    """Raised inside the learner's loop once it has played far more steps than REINFORCE would
+    (a BaseException, so that an ``except Exception`` in the learner's code does not swallow it)."""
+
+
+class _WatchedEnv:
+    """The env handed to a learner's loop: it passes every call on and records each episode.
+
+    ``episodes[k]`` holds episode ``k``'s observations (those the actions were chosen in), actions
+    (ints) and rewards, and whether (and how) it ended. Other attributes (``action_space``, ...) are
+    the wrapped env's. After ``max_steps`` steps in all, ``step`` raises :class:`_StopLoop`.
+    """
+
+    def __init__(self, env, max_steps: int):
+        self.env = env
+        self.max_steps = max_steps
+        self.steps = 0
+        self.episodes: list[dict] = []
+        self._obs = None
+
+    def __getattr__(self, name: str):
+        return getattr(self.env, name)
+
+    def reset(self, **kwargs):
+        obs, info = self.env.reset(**kwargs)
+        self.episodes.append({"obs": [], "actions": [], "rewards": [], "ended": False, "terminated": False})
+        self._obs = obs
+        return obs, info
+
+    def step(self, action):
+        if not self.episodes or self.episodes[-1]["ended"]:
+            raise CheckFailed("your loop called env.step() after an episode had ended (or before the first "
+                              "env.reset()): start every episode with `obs, _ = env.reset()` and play it until "
+                              "`terminated or truncated`.")
+        self.steps += 1
+        if self.steps > self.max_steps:
+            raise _StopLoop
+        action = int(action)
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        episode = self.episodes[-1]
+        episode["obs"].append(self._obs)
+        episode["actions"].append(action)
+        episode["rewards"].append(float(reward))
+        episode["ended"], episode["terminated"] = bool(terminated or truncated), bool(terminated)
+        self._obs = obs
+        return obs, reward, terminated, truncated, info
+
+
+def _corridor_actor(p_right: float):
+    """Notebook 06's linear corridor policy (``make_actor(..., hidden_sizes=())``) set to pi(right) = p_right."""
+    import torch
+    from gymnasium import spaces
+
+    from rl_basics.agents.networks import make_actor
+
+    with torch.random.fork_rng(devices=[]):  # the initialisation's random draws are overwritten: leave torch's state alone
+        actor = make_actor(spaces.Discrete(1), spaces.Discrete(2), hidden_sizes=())
+    with torch.no_grad():
+        actor.net[0].weight.zero_()
+        actor.net[0].bias.copy_(torch.tensor([0.0, np.log(p_right / (1 - p_right))]))
+    return actor
+
+
+def _p_right(actor) -> float:
+    """The corridor policy's pi(right) (the same at every observation: there is only one)."""
+    import torch
+
+    with torch.no_grad():
+        return actor.distribution(torch.zeros(1, dtype=torch.long)).probs[0, 1].item()
+
+
+def _run_watched_loop(fn: Callable, gamma: float, n_episodes: int, seed: int, max_steps: int):
+    """Run ``fn(env, policy, optimizer, n_episodes, gamma)`` on the watched short corridor.
+
+    Returns ``(returned, episodes, updates, stopped, actor)``: what ``fn`` returned, the episodes it
+    played (:class:`_WatchedEnv`), one dict per optimizer step (``episodes``: how many episodes had
+    started, ``ended``: whether the last one had ended, ``params`` and ``grads``: the parameters and
+    their ``.grad`` just before the step, None where there was none), whether the run was cut after
+    ``max_steps`` environment steps, and the trained policy. Torch's and numpy's global random states
+    are seeded with ``seed`` for the run and restored afterwards.
+    """
+    import gymnasium as gym
+    import torch
+    from torch.distributions import Categorical
+
+    import rl_basics  # noqa: F401  (registers the short corridor)
+
+    actor = _corridor_actor(_LOOP_START_P)
+
+    def policy(obs):
+        """pi(. | obs): a Categorical over the actions 0 (left) and 1 (right)."""
+        return Categorical(logits=actor.net(actor.encoder(torch.as_tensor(obs).reshape(1)))[0], validate_args=False)
+
+    optimizer = torch.optim.SGD(actor.parameters(), lr=_LOOP_LEARNING_RATE)
+    env = _WatchedEnv(gym.make("rl_basics/ShortCorridor-v0"), max_steps)
+    updates: list[dict] = []
+
+    def before_step(*_):
+        updates.append({
+            "episodes": len(env.episodes), "ended": bool(env.episodes) and env.episodes[-1]["ended"],
+            "params": [p.detach().clone() for p in actor.parameters()],
+            "grads": [None if p.grad is None else p.grad.detach().clone() for p in actor.parameters()],
+        })
+
+    optimizer.register_step_pre_hook(before_step)
+    numpy_state = np.random.get_state()
+    returned, stopped = None, False
+    try:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            np.random.seed(seed)
+            returned = fn(env, policy, optimizer, n_episodes, gamma)
+    except _StopLoop:
+        stopped = True
+    finally:
+        np.random.set_state(numpy_state)
+        env.close()
+    return returned, env.episodes, updates, stopped, actor
+
+
+def _episode_tensors(episode: dict):
+    """A recorded episode as ``(obs (T,), actions (T,))`` tensors and ``(rewards (T,), dones (T,))`` arrays."""
+    import torch
+
+    dones = np.zeros(len(episode["actions"]), dtype=bool)
+    dones[-1] = True
+    return (torch.as_tensor(np.asarray(episode["obs"])), torch.as_tensor(episode["actions"]),
+            np.asarray(episode["rewards"]), dones)
+
+
+def _reinforce_step_gradient(actor, episode: dict, gamma: float):
+    """REINFORCE's loss gradient for one recorded episode, flattened over ``actor``'s parameters:
+    minus :func:`rl_basics.agents.reinforce.episode_gradients`, whose rows are ascent directions."""
+    import torch
+
+    from rl_basics.agents.reinforce import episode_gradients
+    from rl_basics.agents.rollout import VectorRollout
+
+    obs, actions, rewards, dones = _episode_tensors(episode)
+    column = lambda x: torch.as_tensor(x, dtype=torch.float32).reshape(-1, 1)  # noqa: E731
+    terminated = column(dones & episode["terminated"])
+    rollout = VectorRollout(obs=obs.reshape(-1, 1), actions=actions.reshape(-1, 1), log_probs=column(0 * rewards),
+                            rewards=column(rewards), terminated=terminated, truncated=column(dones) - terminated,
+                            valid=torch.ones_like(terminated))
+    return -episode_gradients(actor, rollout, gamma)[0]
+
+
+def _loop_mistakes(gamma: float) -> list[Mistake]:
+    """Known wrong REINFORCE loops as ``Mistake(hint, fn(actor, episode, earlier))``: ``fn`` gives the loss
+    gradient that loop steps along after ``episode`` (``earlier``: the right gradients of the episodes before)."""
+    import torch
+
+    def weighted(weights_of):
+        # the loss -sum_t w_t log pi(a_t|s_t), weights_of(rewards, dones, pi(a_t|s_t)) -> w
+        def gradient(actor, episode, earlier):
+            obs, actions, rewards, dones = _episode_tensors(episode)
+            log_probs = actor.distribution(obs).log_prob(actions)
+            weights = torch.as_tensor(weights_of(rewards, dones, log_probs.detach().exp().numpy()), dtype=torch.float32)
+            grads = torch.autograd.grad(-(weights * log_probs).sum(), list(actor.parameters()))
+            return torch.cat([g.reshape(-1) for g in grads])
+        return gradient
+
+    G = lambda r, d, g=gamma: reward_to_go(r, d, g)  # noqa: E731
+    return [
+        Mistake("the loss has the wrong sign, so your loop does gradient *descent* on the return: the optimizer "
+                "minimises, so the loss is minus the objective, loss = -sum_t G_t * log pi(a_t|s_t).",
+                lambda actor, episode, earlier: -_reinforce_step_gradient(actor, episode, gamma)),
+        Mistake("the gradients of earlier episodes are still in `.grad`: every backward() adds to what is there, "
+                "so call optimizer.zero_grad() before loss.backward() in every episode.",
+                lambda actor, episode, earlier: _reinforce_step_gradient(actor, episode, gamma) + sum(earlier)),
+        Mistake("the returns are computed forwards (each G_t sums the rewards up to step t): G_t sums the rewards "
+                "from step t to the end of the episode, G_t = r_t + gamma * G_{t+1}, so loop over the rewards "
+                "backwards (reversed(...)).", weighted(lambda r, d, p: _reward_so_far(r, d, gamma))),
+        Mistake("the discount is missing: G_t = r_t + gamma * G_{t+1}.", weighted(lambda r, d, p: G(r, d, 1.0))),
+        Mistake("every step is weighted by the whole episode's return G_0; weight log pi(a_t|s_t) by the return "
+                "from step t on, G_t (an action cannot change the rewards that came before it).",
+                weighted(lambda r, d, p: np.full(len(r), G(r, d)[0]))),
+        Mistake("each log pi(a_t|s_t) is weighted by its own reward r_t alone; weight it by the return G_t.",
+                weighted(lambda r, d, p: r)),
+        Mistake("the returns are missing: -sum_t log pi(a_t|s_t) makes the actions taken more likely whatever "
+                "they earned; weight each term by G_t.", weighted(lambda r, d, p: np.ones(len(r)))),
+        Mistake("you average over the episode's steps; the REINFORCE loss sums over them.",
+                weighted(lambda r, d, p: G(r, d) / len(r))),
+        Mistake("each term carries a factor gamma**t (the book's pseudocode): this course's REINFORCE, like "
+                "rl_basics.agents.reinforce, leaves it out: loss = -sum_t G_t * log pi(a_t|s_t).",
+                weighted(lambda r, d, p: gamma ** np.arange(len(r)) * G(r, d))),
+        Mistake("you differentiate pi(a_t|s_t) instead of its logarithm: use dist.log_prob(action).",
+                weighted(lambda r, d, p: G(r, d) * p)),
+    ]
+
+
+def _close(got, expected, scale: float) -> bool:
+    """Two gradient vectors agree up to float32 rounding. ``scale`` is the episode's sum of ``|G_t|``: the
+    gradient sums terms of about that size, which can cancel to a far smaller result."""
+    return float((got - expected).norm()) <= 1e-4 * float(expected.norm()) + 1e-5 * scale + 1e-6
+
+
+def _with_params(actor, params: list):
+    """``actor`` with its parameters set to ``params`` (a list of tensors in ``actor.parameters()`` order)."""
+    import torch
+
+    with torch.no_grad():
+        for p, value in zip(actor.parameters(), params):
+            p.copy_(value)
+    return actor
+
+
+def _loop_mistake_hint(steps: range, got: list, expected: list, scales: list, updates: list, episodes: list,
+                       gamma: float) -> str:
+    """The hint of the first known wrong loop whose gradients are the learner's on every update in ``steps``."""
+    actor = _corridor_actor(_LOOP_START_P)
+    for mistake in _loop_mistakes(gamma):
+        if all(_close(got[k], mistake.fn(_with_params(actor, updates[k]["params"]), episodes[k], expected[:k]), scales[k])
+               for k in steps):
+            return mistake.hint
+    return "check the returns (backwards, discounted, within the episode) and the loss -sum_t G_t * log pi(a_t|s_t)."
+
+
+@learner_check
+def check_train_reinforce(fn: Callable, *, seed: int | None = None) -> None:
+    """Check ``fn(env, policy, optimizer, n_episodes, gamma) -> list``: REINFORCE's training loop.
+
+    The loop plays ``n_episodes`` episodes of ``env``, sampling each action from ``policy(obs)`` (a
+    ``torch.distributions.Categorical``), and after each episode takes one ``optimizer`` step on the
+    loss ``-sum_t G_t log pi(a_t|s_t)``, ``G_t = r_t + gamma G_{t+1}`` computed backwards within the
+    episode; it returns the list of the episodes' undiscounted returns. The check runs it on the
+    short corridor of notebook 06 from pi(right) = 0.2 with ``torch.optim.SGD``, records every
+    episode and every optimizer step, and compares each step's gradient with
+    :func:`rl_basics.agents.reinforce.episode_gradients` on the episode the loop just played; it
+    also tests that the actions are samples of the policy. Two runs: ``gamma = 0.9`` over 15
+    episodes (where a missing or misplaced discount shows), then ``gamma = 1`` over 100 episodes,
+    whose learning it reports.
+    """
+    import torch
+
+    rng, seed = _rng(seed)
+    exercise = "the REINFORCE training loop"
+    again = f" (seed={seed}: pass seed={seed} to the check to reproduce)"
+    n_updates = 0
+    for n_episodes, gamma in ((15, 0.9), (100, 1.0)):
+        inputs = f"the short corridor from pi(right) = {_LOOP_START_P}, n_episodes={n_episodes}, gamma={gamma}"
+
+        def fail(message: str, cause: BaseException | None = None) -> None:
+            __tracebackhide__ = True
+            raise CheckFailed(f"{exercise}: {message}\n  inputs: {inputs}{again}") from cause
+
+        max_steps = 100 * n_episodes  # REINFORCE's episodes here last about 20 steps
+        try:
+            returned, episodes, updates, stopped, trained = _run_watched_loop(
+                fn, gamma, n_episodes, int(rng.integers(2**31)), max_steps)
+        except NotImplementedError:
+            raise CheckFailed(f"{exercise}: not done yet — replace `raise NotImplementedError` in your function "
+                              "with your code, then run this check again.") from None
+        except CheckFailed as exc:
+            fail(str(exc))
+        except Exception as exc:
+            fail(f"your function raised {type(exc).__name__}: {exc}", exc)
+        if not stopped and (len(episodes) != n_episodes or not all(e["ended"] for e in episodes)):
+            fail(f"asked for {n_episodes} episodes, your loop started {len(episodes)} and played "
+                 f"{sum(e['ended'] for e in episodes)} to their end: reset the env once per episode and play each "
+                 "one until `terminated or truncated`.")
+        if not stopped and len(updates) != n_episodes:
+            fail(f"your loop took {len(updates)} optimizer steps in {n_episodes} episodes; REINFORCE takes one "
+                 "after each episode has ended.")
+        # the actions of episode k were drawn with the parameters of update k: are they samples of pi?
+        actor = _corridor_actor(_LOOP_START_P)
+        rights = expected_rights = variance = 0.0
+        for k, update in enumerate(updates):
+            if update["episodes"] != k + 1 or not update["ended"]:
+                fail(f"optimizer step {k + 1} came before episode {k + 1} had ended (or after the next one had "
+                     "started): play the whole episode, then take one step.")
+            p_right, actions = _p_right(_with_params(actor, update["params"])), episodes[k]["actions"]
+            rights += sum(actions)
+            expected_rights += len(actions) * p_right
+            variance += len(actions) * p_right * (1 - p_right)
+        z = (rights - expected_rights) / max(variance, 1e-12) ** 0.5
+        if abs(z) > 5:
+            n_steps = sum(len(episodes[k]["actions"]) for k in range(len(updates)))
+            fail(f"the actions are not samples of the policy: over {n_steps} steps your loop went right "
+                 f"{rights:.0f} times where pi(right) expects {expected_rights:.0f} ± {variance ** 0.5:.0f}. Draw "
+                 "each action with `action = dist.sample()` from `dist = policy(obs)` (not its most likely action).")
+        for k, update in enumerate(updates):
+            if all(g is None or not g.any() for g in update["grads"]):
+                fail(f"at optimizer step {k + 1} the policy had no gradient: call loss.backward() before "
+                     "optimizer.step(), and optimizer.zero_grad() before loss.backward() (not between backward "
+                     "and step).")
+        got = [torch.cat([(torch.zeros_like(p) if g is None else g).reshape(-1)
+                          for g, p in zip(update["grads"], update["params"])]) for update in updates]
+        expected = [_reinforce_step_gradient(_with_params(actor, update["params"]), episodes[k], gamma)
+                    for k, update in enumerate(updates)]
+        scales = [float(np.abs(reward_to_go(*_episode_tensors(episodes[k])[2:], gamma)).sum()) for k in range(len(updates))]
+        wrong = [k for k in range(len(updates)) if not _close(got[k], expected[k], scales[k])]
+        if wrong:
+            k = wrong[0]  # a known mistake is named only if it explains this update and the next four
+            hint = _loop_mistake_hint(range(k, min(k + 5, len(updates))), got, expected, scales, updates, episodes,
+                                      gamma)
+            fail(f"optimizer step {k + 1} (after an episode of {len(episodes[k]['actions'])} steps) does not "
+                 f"follow REINFORCE's gradient. Hint: {hint}\n"
+                 f"  expected d loss / d parameters: {np.round(expected[k].numpy(), 4)}\n"
+                 f"  got (the .grad at the step):    {np.round(got[k].numpy(), 4)}")
+        if stopped:
+            fail(f"your loop played more than {max_steps} steps in {len(episodes)} episodes, where REINFORCE's "
+                 "episodes last about 20 steps here; every update it took was right, so look at how it plays: "
+                 "end each episode at `terminated or truncated`, and update after every episode.")
+        if returned is None:
+            fail("your function returned None: return the list of the episodes' returns.")
+        undiscounted = [sum(e["rewards"]) for e in episodes]
+        try:
+            values = np.asarray(returned, dtype=float).reshape(-1)
+        except (TypeError, ValueError):
+            values = np.full(1, np.nan)
+        if values.shape != (n_episodes,) or not np.allclose(values, undiscounted):
+            fail(f"return the list of the {n_episodes} episodes' undiscounted returns (each one's sum of rewards), "
+                 f"in order: the first ones are {undiscounted[:5]}, yours start {values[:5].tolist()}.")
+        n_updates += len(updates)
+    print(f"✓ {exercise}: all {n_updates} updates followed REINFORCE's gradient on the episodes your loop played, "
+          f"and its actions were samples of the policy (seed {seed}). In the last run it moved pi(right) on the "
+          f"short corridor from {_LOOP_START_P} to {_p_right(trained):.2f} in {n_episodes} episodes "
+          f"(the best policy: p* = 2 - sqrt(2) = 0.586).")
 
 
 # ============================================================================ chapter 7: actor-critic
@@ -654,6 +1570,10 @@ def check_bootstrapped_returns(fn: Callable, *, seed: int | None = None) -> None
                           (r, term, torch.tensor(rng.normal(size=N), dtype=torch.float32), g)))
     cases.append(Case("edge case: every env terminates at the last step (last_value must not be used)",
                       (torch.ones(3, 2), torch.tensor([[0.0, 0.0], [0.0, 0.0], [1.0, 1.0]]), torch.tensor([10.0, -10.0]), 0.9)))
+    cases.append(Case("edge case: a single step (T = 1), not terminated: G = r + gamma * last_value",
+                      (torch.tensor([[1.0, -2.0]]), torch.zeros(1, 2), torch.tensor([3.0, 0.5]), 0.9)))
+    cases.append(Case("edge case: one env (N = 1) that terminates at step 1 of 3",
+                      (torch.tensor([[1.0], [2.0], [3.0]]), torch.tensor([[0.0], [1.0], [0.0]]), torch.tensor([5.0]), 0.9)))
     mistakes = [
         Mistake("the sum runs across episode ends: where dones[t] is 1 the return is just r_t "
                 "(multiply the bootstrap term by (1 - dones[t])).",
@@ -699,6 +1619,9 @@ def check_gae(fn: Callable, *, seed: int | None = None) -> None:
         Case("edge case: lam = 0 (the one-step TD error)", (*_rollout(rng, 5, 2), 0.9, 0.0)),
         Case("edge case: lam = 1 (Monte-Carlo return minus V)", (*_rollout(rng, 5, 2), 0.9, 1.0)),
         Case("edge case: a single step", (*_rollout(rng, 1, 3), 0.9, 0.95)),
+        Case("edge case: one env (N = 1) that terminates at step 1 of 3",
+             (torch.tensor([[1.0], [0.5], [-1.0]]), torch.tensor([[0.2], [0.4], [0.1]]), torch.tensor([[0.4], [9.0], [0.3]]),
+              torch.tensor([[0.0], [1.0], [0.0]]), torch.tensor([[0.0], [1.0], [0.0]]), 0.9, 0.95)),
     ]
 
     def reference(r, v, nv, term, end, g, lam):
@@ -759,6 +1682,7 @@ def _ppo_cases(rng) -> list[Case]:
              (f([np.log(2.0), np.log(0.5)]), f([0.0, 0.0]), f([1.0, -1.0]), 0.2)),
         Case("edge case: ratio 2 with a negative advantage, ratio 0.5 with a positive one (never clipped)",
              (f([np.log(2.0), np.log(0.5)]), f([0.0, 0.0]), f([-1.0, 1.0]), 0.2)),
+        Case("edge case: a batch of one (ratio 1.5 with a positive advantage: clipped)", (f([np.log(1.5)]), f([0.0]), f([2.0]), 0.2)),
     ]
     return cases
 
@@ -829,6 +1753,7 @@ def check_ppo_value_loss(fn: Callable, *, seed: int | None = None) -> None:
     cases.append(Case("edge case: the new values moved far from the old ones (clipped)",
                       (f([2.0, -2.0]), f([0.0, 0.0]), f([3.0, -3.0]), 0.2)))
     cases.append(Case("edge case: values_new == values_old (no clipping effect)", (f([1.0, 2.0]), f([1.0, 2.0]), f([0.0, 4.0]), 0.2)))
+    cases.append(Case("edge case: a batch of one (clipped)", (f([1.5]), f([1.0]), f([3.0]), 0.2)))
 
     def clipped(vn, vo, R, e, combine=torch.maximum, centre=None):
         centre = vo if centre is None else centre
@@ -849,16 +1774,302 @@ def check_ppo_value_loss(fn: Callable, *, seed: int | None = None) -> None:
                    atol=1e-5, rtol=1e-4, grad_args=(0,))
 
 
+# -- the loop exercise: one whole PPO update from a rollout
+
+
+def _ppo_update_cases(rng: np.random.Generator) -> list[Case]:
+    """Specs of the update check's cases; :func:`_ppo_update_setup` builds the same inputs from one for every run."""
+    seeds = rng.integers(0, 2**31, size=4)
+    base = dict(T=16, N=4, continuous=False, minibatch_size=16, update_epochs=3, lr=1e-2, clip_coef=0.1, ent_coef=0.01,
+                vf_coef=0.25, max_grad_norm=0.5, target_kl=None)
+    spec = lambda i, **changes: {**base, "seed": int(seeds[i]), **changes}  # noqa: E731
+    return [
+        Case("a rollout of T=16 steps x N=4 envs (categorical policy; terminations, truncations and autoreset "
+             "steps), 4 minibatches x 3 epochs, clip_coef=0.1, ent_coef=0.01, vf_coef=0.25", (spec(0),)),
+        Case("a Gaussian policy (2-d Box actions), T=12 x N=4, 2 minibatches x 2 epochs",
+             (spec(1, T=12, continuous=True, minibatch_size=24, update_epochs=2, ent_coef=0.0, vf_coef=1.0),)),
+        Case("edge case: target_kl=1e-4 with a learning rate of 0.01 (the epochs stop early), 2 minibatches x 4 epochs",
+             (spec(2, minibatch_size=32, update_epochs=4, lr=1e-2, target_kl=1e-4),)),
+        Case("edge case: one minibatch (minibatch_size = T * N = 64), 2 epochs",
+             (spec(3, minibatch_size=64, update_epochs=2),)),
+    ]
+
+
+def _ppo_update_setup(spec: dict) -> tuple:
+    """``(actor, critic, optimizer, rollout, config, generator)`` for one case, rebuilt identically from ``spec``.
+
+    The rollout is synthetic (random observations and rewards, the networks' own actions, log-probs
+    and values) with the structure of a real one: episodes that terminate or are truncated, each
+    followed by a NEXT_STEP autoreset step (``valid`` 0, reward 0).
+    """
+    import torch
+    from gymnasium import spaces
+
+    from rl_basics.agents.networks import make_actor, make_critic
+    from rl_basics.agents.ppo import PPOConfig
+    from rl_basics.agents.rollout import VectorRollout
+
+    rng = np.random.default_rng(spec["seed"])
+    T, N = spec["T"], spec["N"]
+    obs_space = spaces.Box(-np.inf, np.inf, (3,), np.float32)
+    action_space = spaces.Box(-1.0, 1.0, (2,), np.float32) if spec["continuous"] else spaces.Discrete(3)
+    torch.manual_seed(spec["seed"])  # the caller forks the RNG: the learner's global RNG is left alone
+    actor, critic = make_actor(obs_space, action_space, (16,)), make_critic(obs_space, (16,))
+    obs = torch.tensor(rng.normal(size=(T + 1, N, 3)), dtype=torch.float32)
+    with torch.no_grad():
+        actions, log_probs = actor.sample(obs[:-1].reshape(T * N, 3))
+        all_values = critic(obs.reshape((T + 1) * N, 3)).reshape(T + 1, N)
+    terminated, truncated, valid = np.zeros((T, N)), np.zeros((T, N)), np.ones((T, N))
+    for t in range(T):
+        if t > 0:
+            valid[t] = 1 - np.maximum(terminated[t - 1], truncated[t - 1])
+        u = rng.random(N)
+        terminated[t] = valid[t] * (u < 0.12)
+        truncated[t] = valid[t] * ((u >= 0.12) & (u < 0.22))
+    f = lambda x: torch.tensor(x, dtype=torch.float32)  # noqa: E731
+    rollout = VectorRollout(
+        obs=obs[:-1], actions=actions.reshape(T, N, *actions.shape[1:]), log_probs=log_probs.reshape(T, N),
+        rewards=f(np.round(rng.normal(size=(T, N)), 3) * valid), terminated=f(terminated), truncated=f(truncated),
+        valid=f(valid), values=all_values[:-1], next_values=all_values[1:], last_obs=obs[-1],
+    )
+    config = PPOConfig(num_envs=N, n_steps=T, minibatch_size=spec["minibatch_size"],
+                       update_epochs=spec["update_epochs"], gamma=0.95, gae_lambda=0.9, ent_coef=spec["ent_coef"],
+                       vf_coef=spec["vf_coef"], max_grad_norm=spec["max_grad_norm"], target_kl=spec["target_kl"],
+                       clip_coef=spec["clip_coef"])
+    optimizer = torch.optim.Adam([*actor.parameters(), *critic.parameters()], lr=spec["lr"], eps=1e-5)
+    return actor, critic, optimizer, rollout, config, torch.Generator().manual_seed(spec["seed"])
+
+
+def _run_ppo_update(fn: Callable, spec: dict) -> tuple[np.ndarray, object, list[float], list[str]]:
+    """Run ``fn`` on a fresh copy of the case's inputs; return what it did: the actor's and the critic's
+    parameters after it (flattened, float64), what it returned, the global gradient norm at each
+    ``optimizer.step()`` and the rollout fields it changed in place."""
+    import torch
+
+    from rl_basics.agents.training import torch_threads
+
+    # one torch thread: far faster for these tiny networks (ten times on a busy machine); the learner's RNG is kept
+    with torch_threads(1), torch.random.fork_rng(devices=[]):
+        actor, critic, optimizer, rollout, config, generator = _ppo_update_setup(spec)
+        params = [*actor.parameters(), *critic.parameters()]
+        before = {name: value.clone() for name, value in vars(rollout).items() if isinstance(value, torch.Tensor)}
+        norms = []
+
+        def record_norm(*_):
+            grads = [p.grad.norm() for p in params if p.grad is not None]
+            norms.append(float(torch.linalg.vector_norm(torch.stack(grads))))
+
+        handle = optimizer.register_step_pre_hook(record_norm)
+        try:
+            epochs = fn(actor, critic, optimizer, rollout, config, generator)
+        finally:
+            handle.remove()
+    changed = [name for name, value in before.items() if not torch.equal(value, getattr(rollout, name))]
+    flat = torch.cat([p.detach().reshape(-1) for p in params]).double().numpy()
+    return flat, epochs, norms, changed
+
+
+def _ppo_update_reference(actor, critic, optimizer, rollout, config, generator, batch=None):
+    """The course's update as the exercise's signature: make_batch (GAE, real steps) + ppo.ppo_update."""
+    from rl_basics.agents import ppo
+    from rl_basics.agents.on_policy import make_batch
+
+    batch = make_batch(rollout, config.gamma, config.gae_lambda) if batch is None else batch
+    n_minibatches = rollout.rewards.numel() // config.minibatch_size
+    return ppo.ppo_update(actor, critic, optimizer, batch, config, n_minibatches, generator=generator)["epochs"]
+
+
+def _ppo_config_replaced(config, **changes):
+    """A copy of ``config`` with ``changes``, not validated (a mistake may break a rule on purpose)."""
+    import copy
+
+    config = copy.copy(config)
+    for name, value in changes.items():
+        setattr(config, name, value)
+    return config
+
+
+def _ppo_update_mistakes() -> list[Mistake]:
+    """The known wrong updates, each the course's update with one input or setting changed."""
+    import dataclasses
+
+    import torch
+
+    from rl_basics.agents import ppo
+    from rl_basics.agents.losses import masked_whiten
+    from rl_basics.agents.on_policy import make_batch
+
+    def with_config(**changes):  # a value may be a function of the config (e.g. the entropy weight's sign flipped)
+        def variant(actor, critic, optimizer, rollout, config, generator):
+            config = _ppo_config_replaced(config, **{name: value(config) if callable(value) else value
+                                          for name, value in changes.items()})
+            return _ppo_update_reference(actor, critic, optimizer, rollout, config, generator)
+        return variant
+
+    def with_rollout(**changes):
+        def variant(actor, critic, optimizer, rollout, config, generator):
+            rollout = dataclasses.replace(rollout, **{name: value(rollout) for name, value in changes.items()})
+            return _ppo_update_reference(actor, critic, optimizer, rollout, config, generator)
+        return variant
+
+    def swapped(actor, critic, optimizer, rollout, config, generator):
+        batch = make_batch(rollout, config.gamma, config.gae_lambda)
+        batch.advantages, batch.returns = batch.returns, batch.advantages
+        return _ppo_update_reference(actor, critic, optimizer, rollout, config, generator, batch)
+
+    def whitened_over_batch(actor, critic, optimizer, rollout, config, generator):
+        batch = make_batch(rollout, config.gamma, config.gae_lambda)
+        batch.advantages = masked_whiten(batch.advantages)
+        config = _ppo_config_replaced(config, normalize_advantages=False)
+        return _ppo_update_reference(actor, critic, optimizer, rollout, config, generator, batch)
+
+    def epoch_by_epoch(actor, critic, optimizer, rollout, config, generator, order=None, per_minibatch=False):
+        """One epoch (or minibatch) at a time; ``order`` fixes the minibatches; ``per_minibatch`` recomputes
+        the old log-probs for every minibatch (else for every epoch)."""
+        batch = make_batch(rollout, config.gamma, config.gae_lambda)
+        n_minibatches = rollout.rewards.numel() // config.minibatch_size
+        one = _ppo_config_replaced(config, update_epochs=1)
+        for epoch in range(config.update_epochs):
+            if order is None and not per_minibatch:
+                with torch.no_grad():
+                    batch.log_probs = actor.log_prob(batch.obs, batch.actions)
+                stats = ppo.ppo_update(actor, critic, optimizer, batch, one, n_minibatches, generator=generator)
+            else:
+                perm = torch.arange(len(batch)) if order == "fixed" else torch.randperm(len(batch), generator=generator)
+                for index in torch.tensor_split(perm, n_minibatches):
+                    mb = batch[index]
+                    if per_minibatch:
+                        with torch.no_grad():
+                            mb.log_probs = actor.log_prob(mb.obs, mb.actions)
+                    stats = ppo.ppo_update(actor, critic, optimizer, mb, one, 1)
+            if config.target_kl is not None and stats["approx_kl"] > config.target_kl:
+                break
+        return epoch + 1
+
+    return [
+        Mistake("you never shuffle: draw a new order every epoch, order = torch.randperm(n, generator=generator), and "
+                "cut the minibatches from it with torch.tensor_split(order, n_minibatches); fixed minibatches repeat "
+                "the same gradient steps every epoch.",
+                lambda *args: epoch_by_epoch(*args, order="fixed")),
+        Mistake("you whiten the advantages once over the whole batch; whiten each minibatch's advantages instead "
+                "(mean 0, std 1 within the minibatch), as this chapter's loss does.", whitened_over_batch),
+        Mistake("the advantages are not whitened: normalise each minibatch's, (A - A.mean()) / (A.std() + 1e-8).",
+                with_config(normalize_advantages=False)),
+        Mistake("you recompute the old log-probabilities at the start of every epoch: logp_old must stay "
+                "rollout.log_probs (pi_old, recorded when the actions were sampled), or the ratio restarts at 1 each "
+                "epoch and the clipping no longer bounds the update as a whole.", epoch_by_epoch),
+        Mistake("the ratio is always 1: you take logp_old from the current actor for every minibatch; use "
+                "rollout.log_probs, recorded when the actions were sampled.",
+                lambda *args: epoch_by_epoch(*args, per_minibatch=True)),
+        Mistake("advantages and returns are swapped: the policy loss weighs the ratio by the advantages A, the critic "
+                "regresses V(s) on the returns R = A + V.", swapped),
+        Mistake("the autoreset steps are still in the batch: after GAE keep only the real transitions "
+                "(rollout.valid == 1).", with_rollout(valid=lambda r: torch.ones_like(r.valid))),
+        Mistake("a truncated episode is treated as terminated: pass rollout.terminated (no bootstrap) and "
+                "rollout.episode_end (the recursion stops) to GAE, two different arguments.",
+                with_rollout(terminated=lambda r: r.episode_end)),
+        Mistake("the gradient is not clipped: call torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm) "
+                "between loss.backward() and optimizer.step().", with_config(max_grad_norm=float("inf"))),
+        Mistake("the epochs never stop early: after each epoch, stop when config.target_kl is set and the last "
+                "minibatch's approx KL, mean((ratio - 1) - log ratio), exceeds it.", with_config(target_kl=None)),
+        Mistake("the ratio is never clipped: the policy loss is "
+                "mean(max(-A * ratio, -A * clip(ratio, 1 - eps, 1 + eps))) with eps = config.clip_coef.",
+                with_config(clip_coef=1e9)),
+        Mistake("the entropy bonus has the wrong sign: the loss subtracts ent_coef * mean(entropy).",
+                with_config(ent_coef=lambda c: -c.ent_coef)),
+        Mistake("vf_coef is missing: the value loss enters as config.vf_coef * 0.5 * mean((V(s) - R)^2).",
+                with_config(vf_coef=1.0)),
+        Mistake("the value loss lacks its 0.5: config.vf_coef * 0.5 * mean((V(s) - R)^2).",
+                with_config(vf_coef=lambda c: 2 * c.vf_coef)),
+    ]
+
+
+@learner_check
+def check_ppo_update(fn: Callable, *, seed: int | None = None) -> None:
+    """Check ``fn(actor, critic, optimizer, rollout, config, generator) -> epochs``: one whole PPO update.
+
+    ``fn`` computes GAE on the ``VectorRollout`` (time-first ``(T, N)``), keeps the real transitions,
+    then runs ``config.update_epochs`` epochs; each draws ``torch.randperm(n, generator=generator)``,
+    splits it into ``T * N // config.minibatch_size`` minibatches (``torch.tensor_split``) and takes one
+    clipped-gradient step per minibatch on ``clipped policy loss + vf_coef * 0.5 * mean((V - R)^2)
+    - ent_coef * mean(entropy)``, the minibatch's advantages whitened; it stops after an epoch whose
+    last minibatch's approx KL exceeds ``config.target_kl`` and returns the number of epochs run.
+    Reference: :func:`rl_basics.agents.on_policy.make_batch` then :func:`rl_basics.agents.ppo.ppo_update`,
+    run on the same inputs and the same permutations: the networks must end up the same. A wrong
+    update is compared with the known mistakes (each the reference with one thing changed), then
+    with the reference's number of optimizer steps and its gradient clipping.
+    """
+    rng, seed = _rng(seed)
+    exercise = "the PPO update"
+    again = f" (random inputs from seed={seed}: pass seed={seed} to the check to reproduce)"
+    cases = _ppo_update_cases(rng)
+    close = lambda a, b: np.allclose(a, b, atol=1e-5, rtol=1e-4)  # noqa: E731
+    for case in cases:
+        spec = case.args[0]
+
+        def fail(message: str, cause: BaseException | None = None) -> None:
+            raise CheckFailed(f"{exercise}: {message}\n  inputs: {case.name}{again}") from cause
+
+        try:
+            params, returned, norms, changed = _run_ppo_update(fn, spec)
+        except NotImplementedError:
+            raise CheckFailed(f"{exercise}: not done yet — replace `raise NotImplementedError` in your function "
+                              "with your code, then run this check again.") from None
+        except Exception as exc:
+            fail(f"your function raised {type(exc).__name__}: {exc}", exc)
+        if changed:
+            fail(f"your function changed rollout.{changed[0]} in place; leave the rollout as it is and build new "
+                 "tensors (advantages = ..., not rollout.rewards *= ...).")
+        if not norms:
+            fail("your function never called optimizer.step(): the networks did not change.")
+        expected, epochs, expected_norms, _ = _run_ppo_update(_ppo_update_reference, spec)
+        if close(params, expected):
+            try:
+                same_epochs = int(returned) == epochs
+            except (TypeError, ValueError):
+                same_epochs = False
+            if not same_epochs:
+                fail(f"the networks are right, but you returned {returned!r}: return the number of epochs run "
+                     f"({epochs} here).")
+            continue
+        summary = ("after your update the networks differ from the course's update on the same rollout and the same "
+                   f"permutations (largest parameter difference {np.max(np.abs(params - expected)):.3g})")
+        for mistake in _ppo_update_mistakes():
+            variant = _run_ppo_update(mistake.fn, spec)[0]
+            if not close(variant, expected) and close(variant, params):
+                fail(f"{summary}. Hint: {mistake.hint}")
+        if len(norms) != len(expected_norms):
+            fail(f"{summary}. You took {len(norms)} optimizer steps where the course takes {len(expected_norms)}: one "
+                 f"per minibatch, T * N // minibatch_size = {spec['T'] * spec['N'] // spec['minibatch_size']} "
+                 f"minibatches per epoch (torch.tensor_split of the epoch's permutation), {spec['update_epochs']} "
+                 "epochs unless target_kl stops them after an epoch.")
+        if max(norms) > spec["max_grad_norm"] * (1 + 1e-3):
+            fail(f"{summary}. The gradient norm at optimizer.step() reached {max(norms):.3g}, above max_grad_norm = "
+                 f"{spec['max_grad_norm']}: clip it with torch.nn.utils.clip_grad_norm_ after loss.backward().")
+        fail(f"{summary}. Check: GAE with compute_gae(rewards, values, next_values, terminated, episode_end, gamma, "
+             "gae_lambda), then the valid steps only; one torch.randperm(n, generator=generator) per epoch; "
+             "optimizer.zero_grad() before loss.backward(); each minibatch's advantages whitened with "
+             "(A - A.mean()) / (A.std() + 1e-8); loss = policy loss + vf_coef * 0.5 * mean((V - R)^2) - "
+             "ent_coef * mean(entropy).")
+    print(f"✓ {exercise}: the networks match the course's update on all {len(cases)} test cases, random ones from "
+          f"seed {seed}.")
+
+
 # ============================================================================ references
 # Small formulas the packages do not need elsewhere; the checks compare against them.
 
 
 def _episode_returns(states, rewards, gamma: float) -> tuple[np.ndarray, np.ndarray]:
-    """``(G_t, first_visit_t)`` of one episode, through the MC code's :class:`rl_basics.lanes.Episodes`."""
+    """``(G_t, first_visit_t)`` of one episode, through the MC code's :class:`rl_basics.lanes.Episodes`.
+
+    ``states`` may be any hashable values (e.g. Blackjack's tuples): each distinct one gets an integer code.
+    """
     from rl_basics.lanes import Episodes
 
     T = len(rewards)
-    episode = Episodes(states=np.asarray(states, dtype=np.int64).reshape(1, T), actions=np.zeros((1, T), dtype=np.int64),
+    codes: dict = {}
+    ids = [codes.setdefault(s, len(codes)) for s in states]
+    episode = Episodes(states=np.asarray(ids, dtype=np.int64).reshape(1, T), actions=np.zeros((1, T), dtype=np.int64),
                        rewards=np.asarray(rewards, dtype=float).reshape(1, T), lengths=np.array([T]))
     return episode.returns(gamma)[0], episode.first_visits()[0]
 
@@ -1192,6 +2403,7 @@ def check_dqn_td_target(fn: Callable, *, seed: int | None = None) -> None:
              (ones, _q_batch(rng, 3, 2), ones, zeros, 0.99)),
         Case("edge case: every transition truncated by a time limit (all bootstrap)",
              (ones, _q_batch(rng, 3, 2), zeros, ones, 0.99)),
+        Case("edge case: a batch of one", (torch.tensor([0.5]), torch.tensor([[1.0, 3.0, 2.0]]), torch.zeros(1), torch.zeros(1), 0.9)),
     ]
 
     def reference(r, q, term, trunc, g):
@@ -1342,6 +2554,8 @@ def check_double_dqn_target(fn: Callable, *, seed: int | None = None) -> None:
               torch.zeros(2), 1.0)),
         Case("edge case: every transition terminated",
              (torch.ones(3), _q_batch(rng, 3, 2), _q_batch(rng, 3, 2), torch.ones(3), 0.99)),
+        Case("edge case: a batch of one (the networks prefer different actions)",
+             (torch.tensor([0.5]), torch.tensor([[1.0, 3.0, 2.0]]), torch.tensor([[4.0, 0.0, 2.0]]), torch.zeros(1), 0.9)),
     ]
 
     def reference(r, q_online, q_target, term, g):

@@ -7,6 +7,7 @@
 - :func:`mc_control_epsilon_greedy`: on-policy first-visit control with epsilon-soft policies
   and a GLIE schedule (``rl_basics.policies.glie_schedule``).
 - :func:`off_policy_mc_prediction`: ordinary and weighted importance sampling (Figure 5.3).
+- :func:`add_first_visit_returns`: the first-visit sample-average update both control methods share.
 
 Episodes are generated on *lanes* (``rl_basics.lanes``). ``batch_size`` episodes are
 simulated at once; the default is one episode at a time through the env you pass
@@ -30,7 +31,7 @@ import gymnasium as gym
 import numpy as np
 
 from rl_basics.policies import as_schedule, epsilon_greedy_action, glie_schedule, greedy_action, sample_actions
-from rl_basics.lanes import Lanes, make_lanes, rollout
+from rl_basics.lanes import Episodes, Lanes, make_lanes, rollout
 from rl_basics.tabular import TabularSpec, check_alphas, check_gamma, check_positive_int
 from rl_basics.td import PredictionResult, _squeeze, n_step_td_update
 
@@ -203,8 +204,11 @@ def _default_start_states(env: gym.Env, spec: TabularSpec) -> np.ndarray:
     raise ValueError("start_states must be given for an env without a model (the states exploring starts pick from)")
 
 
-def _sample_average_update(sums, counts, ep, gamma):
-    """Add the first-visit returns of the batch ``ep`` to the per-pair sums; return the visited states."""
+def add_first_visit_returns(sums: np.ndarray, counts: np.ndarray, ep: Episodes, gamma: float) -> np.ndarray:
+    """Add the return after the first visit of each state-action pair in each episode of ``ep`` to the per-pair
+    ``sums`` and ``counts`` ``(n_states, n_actions)``, in place; ``sums / counts`` is then the sample average
+    Q(s, a). Returns the states visited (flat indices), the ones whose greedy action may change.
+    """
     S, A = sums.shape
     G = ep.returns(gamma)
     use = ep.first_pair_visits()
@@ -252,7 +256,7 @@ def mc_control_exploring_starts(env: gym.Env, n_episodes: int, gamma: float = 1.
         s0 = starts[rng.integers(len(starts), size=n)]
         a0 = random_valid_actions(spec.valid[s0], rng)
         ep = rollout(lanes, lambda idx, s: policy[s], max_steps=max_steps, start_states=s0, first_actions=a0, n=n)
-        visited = _sample_average_update(sums, counts, ep, gamma)
+        visited = add_first_visit_returns(sums, counts, ep, gamma)
         with np.errstate(invalid="ignore", divide="ignore"):
             q = np.where(counts[visited] > 0, sums[visited] / counts[visited], 0.0)
         policy[visited] = greedy_action(q, rng, spec.valid[visited])
@@ -297,7 +301,7 @@ def mc_control_epsilon_greedy(env: gym.Env, n_episodes: int, epsilon=None, gamma
             raise ValueError(f"epsilon: the schedule returned values outside [0, 1]: {eps.min()}..{eps.max()}")
         ep = rollout(lanes, lambda idx, s: epsilon_greedy_action(Q[s], eps[idx], rng, spec.valid[s]),
                      max_steps=max_steps, n=n)
-        visited = _sample_average_update(sums, counts, ep, gamma)
+        visited = add_first_visit_returns(sums, counts, ep, gamma)
         with np.errstate(invalid="ignore", divide="ignore"):
             Q[visited] = np.where(counts[visited] > 0, sums[visited] / counts[visited], 0.0)
         episode_returns[done:done + n] = ep.rewards.sum(axis=1)

@@ -10,7 +10,8 @@ batch of runs at once (tables ``Q[run, s, a]`` and one transition per run, as ar
 
 - prediction: :func:`td0_prediction`, :func:`n_step_td_prediction`;
 - control: :func:`sarsa`, :func:`expected_sarsa`, :func:`q_learning`, :func:`double_q_learning`
-  (all through :func:`td_control`).
+  (all through :func:`td_control`), with a constant step size or a Robbins–Monro schedule of each
+  pair's visits (:func:`robbins_monro_step_size`).
 
 Every algorithm takes an env, hyperparameters and a seed, and returns the learned
 table(s) with per-episode statistics. ``n_runs`` independent runs are computed at
@@ -26,6 +27,7 @@ when ``n_runs == 1``: ``Q[s, a]`` for one run, ``Q[run, s, a]`` for many.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import gymnasium as gym
@@ -348,9 +350,66 @@ def n_step_td_prediction(env: gym.Env, n: int, n_episodes: int, alpha: float, ga
 
 CONTROL_METHODS = ("sarsa", "expected_sarsa", "q_learning", "double_q_learning")
 
+StepSize = Callable[[np.ndarray], np.ndarray]
+"""A step-size schedule ``n -> alpha_n``: the step of the n-th update of a state-action pair (n = 1, 2, ...)."""
 
-def td_control(env: gym.Env, method: str, n_episodes: int, alpha: float = 0.5, epsilon=0.1, gamma: float = 1.0,
-               q_init: float = 0.0, seed: int = 0, n_runs: int = 1, simulator: str | None = None) -> ControlResult:
+
+def robbins_monro_step_size(omega: float = 1.0) -> StepSize:
+    """The step-size schedule ``alpha_n = 1 / n**omega`` for the n-th update of a pair (n = 1, 2, ...).
+
+    The Robbins–Monro conditions ``sum_n alpha_n = inf`` (steps large enough to move any initial
+    value all the way to the target) and ``sum_n alpha_n**2 < inf`` (steps small enough, eventually,
+    to average the noise of the targets away) hold exactly for ``1/2 < omega <= 1``. ``omega = 1`` is
+    the sample average ``1 / N(s, a)``; a smaller ``omega`` forgets early (stale) targets faster. A
+    constant step size meets the first condition only: its estimates keep fluctuating forever.
+    Pass the schedule as ``alpha`` to :func:`td_control`.
+
+    The schedule maps an int array of visit counts ``n >= 1`` (any shape) to float steps in (0, 1].
+    """
+    try:
+        omega = float(omega)
+    except (TypeError, ValueError):
+        raise ValueError(f"omega must be a number in (0.5, 1], got {omega!r}") from None
+    if not 0.5 < omega <= 1.0:
+        raise ValueError(f"omega must be in (0.5, 1] for the Robbins-Monro conditions (sum alpha_n = inf needs "
+                         f"omega <= 1, sum alpha_n^2 < inf needs omega > 1/2), got {omega!r}")
+
+    def step_size(n):
+        n = np.asarray(n, dtype=float)
+        if np.any(n < 1):
+            raise ValueError(f"visit counts start at n = 1, got {n.min()!r}")
+        return n ** -omega
+
+    return step_size
+
+
+def _step_sizes(alpha: float | StepSize, n_runs: int, n_states: int, n_actions: int):
+    """``alpha`` as a function ``(runs, states, actions) -> steps`` of the transitions about to be learned from.
+
+    A constant is checked (in (0, 1]) and returned for every transition; a schedule (a callable, e.g.
+    :func:`robbins_monro_step_size`) is evaluated at each pair's visit count, which it first increments.
+    """
+    if not callable(alpha):
+        constant = check_alpha(alpha)
+        return lambda runs, s, a: constant
+    visits = np.zeros((n_runs, n_states, n_actions), dtype=np.int64)
+
+    def steps(runs, s, a):
+        visits[runs, s, a] += 1  # one transition per run: the indices never repeat
+        n = visits[runs, s, a]
+        step = np.asarray(alpha(n), dtype=float)
+        if step.size not in (1, n.size) or np.any(~(step > 0) | (step > 1)):
+            raise ValueError("alpha: the step-size schedule must map visit counts n (an int array) to steps in "
+                             f"(0, 1], one per count; got {step!r} for n = {n!r}")
+        return np.broadcast_to(step.reshape(-1) if step.size > 1 else step.reshape(()), n.shape)
+
+    return steps
+
+
+
+def td_control(env: gym.Env, method: str, n_episodes: int, alpha: float | StepSize = 0.5, epsilon=0.1,
+               gamma: float = 1.0, q_init: float = 0.0, seed: int = 0, n_runs: int = 1, simulator: str | None = None
+               ) -> ControlResult:
     """One-step TD control with an epsilon-greedy behaviour policy; ``method`` picks the update:
 
     - ``"sarsa"``: :func:`sarsa_update`, target ``R + gamma Q(S', A')`` with ``A'`` the action
@@ -363,8 +422,11 @@ def td_control(env: gym.Env, method: str, n_episodes: int, alpha: float = 0.5, e
       update, which chooses ``argmax_a Q1(S', a)`` while the other evaluates it (no maximization bias).
 
     Args:
+        alpha: a constant step size in (0, 1], or a schedule ``n -> alpha_n`` of the number of times the
+            pair (S, A) has been updated, this update included (:func:`robbins_monro_step_size`: with a
+            GLIE ``epsilon`` schedule, SARSA then converges to q_*).
         epsilon: a constant in [0, 1] or a schedule ``k -> epsilon_k`` over episodes (see
-            ``rl_basics.policies``).
+            ``rl_basics.policies``; ``glie_schedule`` for GLIE).
         q_init: initial action value (terminal states keep 0 and are never bootstrapped from).
     Only the actions valid in a state (``env.unwrapped.action_mask``) are chosen or maximised over.
     """
@@ -372,10 +434,11 @@ def td_control(env: gym.Env, method: str, n_episodes: int, alpha: float = 0.5, e
         raise ValueError(f"method must be one of {CONTROL_METHODS}, got {method!r}")
     n_episodes = check_positive_int("n_episodes", n_episodes)
     n_runs = check_positive_int("n_runs", n_runs)
-    alpha, gamma = check_alpha(alpha), check_gamma(gamma)
+    gamma = check_gamma(gamma)
     eps_fn = as_schedule(epsilon)
     lanes = make_lanes(env, n_runs, seed, simulator)
     spec = lanes.spec
+    step_size = _step_sizes(alpha, n_runs, spec.n_states, spec.n_actions)
     valid = spec.valid
     rng = np.random.default_rng(seed)
     double = method == "double_q_learning"
@@ -395,6 +458,7 @@ def td_control(env: gym.Env, method: str, n_episodes: int, alpha: float = 0.5, e
         i = loop.active
         si, ai = s[i], a[i]
         s2, r, term, trunc = loop.step(i, ai)
+        alpha = step_size(i, si, ai)
         if method == "sarsa":
             a2 = behaviour(i, s2)  # A', chosen before the update, as in the book's algorithm
             sarsa_update(Q, si, ai, r, s2, a2, term, alpha, gamma, runs=i)
@@ -423,25 +487,25 @@ def td_control(env: gym.Env, method: str, n_episodes: int, alpha: float = 0.5, e
         first_actions=_squeeze(first_actions, n_runs), tables=() if Q2 is None else (out(Q), out(Q2)))
 
 
-def sarsa(env: gym.Env, n_episodes: int, alpha: float = 0.5, epsilon=0.1, gamma: float = 1.0,
+def sarsa(env: gym.Env, n_episodes: int, alpha: float | StepSize = 0.5, epsilon=0.1, gamma: float = 1.0,
           **kwargs) -> ControlResult:
     """SARSA (on-policy TD control). See :func:`td_control` for the arguments."""
     return td_control(env, "sarsa", n_episodes, alpha, epsilon, gamma, **kwargs)
 
 
-def expected_sarsa(env: gym.Env, n_episodes: int, alpha: float = 0.5, epsilon=0.1, gamma: float = 1.0,
+def expected_sarsa(env: gym.Env, n_episodes: int, alpha: float | StepSize = 0.5, epsilon=0.1, gamma: float = 1.0,
                    **kwargs) -> ControlResult:
     """Expected SARSA. See :func:`td_control` for the arguments."""
     return td_control(env, "expected_sarsa", n_episodes, alpha, epsilon, gamma, **kwargs)
 
 
-def q_learning(env: gym.Env, n_episodes: int, alpha: float = 0.5, epsilon=0.1, gamma: float = 1.0,
+def q_learning(env: gym.Env, n_episodes: int, alpha: float | StepSize = 0.5, epsilon=0.1, gamma: float = 1.0,
                **kwargs) -> ControlResult:
     """Q-learning (off-policy TD control). See :func:`td_control` for the arguments."""
     return td_control(env, "q_learning", n_episodes, alpha, epsilon, gamma, **kwargs)
 
 
-def double_q_learning(env: gym.Env, n_episodes: int, alpha: float = 0.5, epsilon=0.1, gamma: float = 1.0,
+def double_q_learning(env: gym.Env, n_episodes: int, alpha: float | StepSize = 0.5, epsilon=0.1, gamma: float = 1.0,
                       **kwargs) -> ControlResult:
     """Double Q-learning (Sutton & Barto, section 6.7). See :func:`td_control` for the arguments."""
     return td_control(env, "double_q_learning", n_episodes, alpha, epsilon, gamma, **kwargs)

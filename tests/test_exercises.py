@@ -323,7 +323,7 @@ WRONG = [
     ("check_reinforce_loss", lambda lp, G, b, v: -(v * (G - b) * lp).sum(0).mean(), "baseline.detach()"),
     ("check_reinforce_loss", lambda lp, G, b, v: -(v * G * lp).sum(0).mean(), "baseline is missing"),
     ("check_reinforce_loss", lambda lp, G, b, v: -((G - b.detach()) * lp).sum(0).mean(), "padding is counted"),
-    ("check_reinforce_loss", lambda lp, G, b, v: -(v * (G - b.detach()) * lp).mean(), "constant factor"),
+    ("check_reinforce_loss", lambda lp, G, b, v: -(v * (G - b.detach()) * lp).mean(), "average over all T x N entries"),
     ("check_reinforce_loss", lambda lp, G, b, v: float(-(v * (G - b.detach()) * lp).sum(0).mean().detach()), "no gradient"),
     ("check_bootstrapped_returns", _returns_no_done, "across episode ends"),
     ("check_bootstrapped_returns", lambda r, d, v, g: _returns_no_done(r, d, v, g).T, "transposed"),
@@ -373,9 +373,26 @@ def test_check_gives_the_right_hint_for_a_wrong_solution(name, wrong, hint):
         assert f"seed={seed}" in str(info.value) or "seed" not in hint
 
 
+CHECKS_TESTED_ELSEWHERE = {
+    # check -> the test module that holds its wrong solutions (in a module-level WRONG) and runs them
+    **{name: "test_dqn" for name in ("check_dqn_td_target", "check_replay_sample", "check_double_dqn_target")},
+    **{name: "test_loop_exercises_mc_td" for name in ("check_mc_control_loop", "check_sarsa_episode",
+                                                       "check_q_learning_episode")},
+    "check_train_reinforce": "test_loop_exercises_pg",
+    "check_ppo_update": "test_loop_exercises_ppo",
+    "check_ppo_rlhf_update": "test_ppo_rlhf_update_check",
+}
+
+
 def _tested_in_chapter_modules() -> set[str]:
-    """Checks whose wrong solutions are tested in their chapter's own test module (``WRONG`` in tests/test_dqn.py)."""
-    return set(_chapter_tests("test_dqn").WRONG)
+    """Checks whose wrong solutions are tested in their chapter's own test module: each listed module must
+    define ``WRONG`` and name the check (a module of one check's loop exercise keys WRONG by mistake instead)."""
+    covered = set()
+    for check, module in CHECKS_TESTED_ELSEWHERE.items():
+        source = Path(__file__).with_name(f"{module}.py").read_text(encoding="utf-8")
+        if re.search(r"^WRONG\b", source, re.M) and check in source:
+            covered.add(check)
+    return covered
 
 
 def test_every_check_has_wrong_solutions_that_it_catches():

@@ -1,4 +1,5 @@
-"""Proximal policy optimisation (Schulman et al. 2017) with the clipped surrogate objective.
+"""Proximal policy optimisation (Schulman et al. 2017, arXiv:1707.06347): the clipped surrogate, or the
+adaptive KL penalty.
 
 One PPO iteration:
 
@@ -7,16 +8,18 @@ One PPO iteration:
    real transition and is masked out of everything below);
 2. GAE(lambda) advantages and returns, bootstrapping from V(final observation) on
    truncation but not on termination;
-3. ``update_epochs`` passes over the batch in shuffled minibatches, minimising
-   ``clipped policy loss - ent_coef * entropy + vf_coef * value loss`` with gradient
-   clipping, advantages normalised per minibatch, learning rate and clip range
-   annealed linearly to 0.
+3. :func:`ppo_update`: ``update_epochs`` passes over the batch in shuffled minibatches, minimising
+   ``policy loss - ent_coef * entropy + vf_coef * value loss`` with gradient clipping, advantages
+   normalised per minibatch. The policy loss is the clipped surrogate (``objective="clip"``, the
+   paper's section 3; clip range annealed linearly to 0 with the learning rate) or the surrogate
+   with a KL penalty whose weight beta adapts after every update (``objective="kl_penalty"``,
+   section 4; :func:`kl_penalty_policy_loss`, :func:`adapt_kl_beta`).
 
 The defaults are tuned for CartPole-v1, from rl-zoo's tuned settings (8 envs x 32 steps,
 one minibatch, gamma 0.98, lambda 0.8, clip 0.2, no entropy bonus, learning rate and clip
 range annealed to 0) with 15 epochs instead of 20 and a learning rate of 4e-3 instead of
-1e-3; :class:`PPOConfig` describes the sweep behind them. Other environments want other
-settings (see notebook 08).
+1e-3; :class:`PPOConfig` describes the sweep behind them. :data:`PENDULUM` holds the settings
+tuned for Pendulum-v1 (continuous actions); other environments want other settings (see notebook 08).
 
 Usage::
 
@@ -27,17 +30,19 @@ Usage::
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
+from torch.distributions import kl_divergence
 
 from rl_basics.agents.losses import explained_variance, masked_whiten, ppo_policy_loss, ppo_value_loss
 from rl_basics.agents.networks import Actor
 from rl_basics.agents.on_policy import Batch, OnPolicyConfig, OnPolicyLoop
 from rl_basics.agents.rollout import EnvLike
 from rl_basics.agents.training import Callback, TrainResult, check_finite, make_adam, torch_threads
-from rl_basics.validation import check_fields
+from rl_basics.validation import check_fields, check_one_of
 
 
 @dataclass
@@ -60,7 +65,8 @@ class PPOConfig(OnPolicyConfig):
 
     The fields PPO shares with A2C (``total_timesteps``, ``num_envs``, ``n_steps``, ``anneal_lr``, ...) and
     their validation are :class:`~rl_basics.agents.on_policy.OnPolicyConfig`'s; PPO keeps its defaults but
-    for the fields redefined below, and adds the minibatch, epoch, clipping and KL settings.
+    for the fields redefined below, and adds the minibatch, epoch, objective (clipping or KL penalty) and
+    KL early-stop settings.
     """
 
     learning_rate: float = 4e-3
@@ -89,12 +95,27 @@ class PPOConfig(OnPolicyConfig):
     clip_coef_vf: float | None = None
     """Clip the value prediction to within this distance of its rollout value (None: no value clipping)."""
     target_kl: float | None = None
-    """Stop an iteration's epochs early once the approximate KL to the rollout policy exceeds this (None: never)."""
+    """Stop an iteration's epochs early once the approximate KL to the rollout policy exceeds this (None: never).
+    A hard stop for either objective; not the KL penalty's target (``kl_penalty_target``)."""
+    objective: str = "clip"
+    """The policy loss: ``"clip"``, the clipped surrogate (the PPO paper's section 3; uses ``clip_coef`` and
+    ``anneal_clip``), or ``"kl_penalty"``, the surrogate ``ratio * A`` minus ``beta * KL(pi_old || pi)``
+    (section 4; uses the ``kl_penalty_*`` fields, see :func:`kl_penalty_policy_loss`)."""
+    kl_penalty_beta: float = 1.0
+    """Initial beta, the weight of the KL penalty (``objective="kl_penalty"``); > 0. The paper notes the start
+    matters little, since the adaptive rule moves beta by a factor of 2 per update."""
+    kl_penalty_target: float = 0.01
+    """d_targ of the adaptive KL penalty, > 0: after each update beta is halved when the measured
+    KL(pi_old || pi) is below d_targ / 1.5 and doubled when it is above 1.5 * d_targ (:func:`adapt_kl_beta`)."""
+    kl_penalty_adaptive: bool = True
+    """Adapt beta after each update (False: keep ``kl_penalty_beta`` fixed, the paper's other KL-penalty variant)."""
 
     def __post_init__(self):
         super().__post_init__()
-        check_fields(self, "> 0", "minibatch_size", "update_epochs", "adam_eps", "clip_coef")
+        check_fields(self, "> 0", "minibatch_size", "update_epochs", "adam_eps", "clip_coef", "kl_penalty_beta",
+                     "kl_penalty_target")
         check_fields(self, "> 0 or None", "clip_coef_vf", "target_kl")
+        check_one_of(self, "objective", ("clip", "kl_penalty"))
         if self.batch_size % self.minibatch_size:
             raise ValueError(
                 f"the batch of num_envs * n_steps = {self.num_envs} * {self.n_steps} = {self.batch_size} transitions "
@@ -106,30 +127,185 @@ class PPOConfig(OnPolicyConfig):
         return self.num_envs * self.n_steps
 
 
-def ppo_loss(
-    actor: Actor, critic: nn.Module, mb: Batch, config: PPOConfig, clip_coef: float, whiten: bool | None = None
-) -> tuple[Tensor, dict[str, Tensor]]:
-    """PPO's total loss on a minibatch: clipped policy loss - ent_coef * entropy + vf_coef * value loss.
+PENDULUM = PPOConfig(
+    total_timesteps=61_440, num_envs=4, n_steps=1024, minibatch_size=256, update_epochs=10, learning_rate=2e-3,
+    anneal_clip=False, gamma=0.9, gae_lambda=0.95, reward_scale=0.1,
+)
+"""PPO's settings for Pendulum-v1 (continuous torque, a Gaussian policy), used by notebook 08.
 
+Where they come from: rl-zoo's tuned Pendulum-v1 PPO (4 envs x 1,024 steps, gamma 0.9, lambda 0.95,
+10 epochs, learning rate 1e-3, clip 0.2 constant, no entropy bonus, 100k steps, minibatches of 64,
+with gSDE, which this package lacks), then a search by hand for a version that is cheaper on a CPU.
+Every run below scaled the rewards by 0.1 (the critic's targets stay small next to the actor's share
+of the clipped gradient) and annealed the learning rate linearly to 0 (this package's default), and
+kept the rest of rl-zoo's settings unless it says otherwise. Measure: the greedy policy's mean
+return over 20 episodes (``evaluate(actor, "Pendulum-v1", n_episodes=20, seed=123)``) after
+training, on seeds 0-5 or a subset. Results (seeds: returns):
+
+- rl-zoo's settings without gSDE (minibatches of 64, 100k steps): seeds 0, 1: -217, -208, at about
+  three times the CPU time of the chosen settings;
+- minibatches of 256 (four times fewer gradient steps), 100k steps: seeds 0, 1: -218, -209;
+  512: seeds 0-2: -219, -221, -219; 1,024: seeds 0-2: -336, -340, -303; 5 epochs instead of 10:
+  seeds 0-2: -322, -246, -231;
+- minibatches of 256 over 61,440 steps: seeds 0-2: -251, -237, -224 at a learning rate of 1e-3, and
+  at 2e-3 (**these settings**) seeds 0-5: -212, -206, -207, -219, -212, -207; 40,960 steps at 2e-3:
+  seeds 2-5: -278 to -366; minibatches of 512 at 2e-3: seeds 2-5: -214 to -255;
+- 8 envs x 512 steps, minibatches of 512, 1e-3, 81,920 steps: seeds 0-2: -332, -218, -218.
+
+Derive variants with ``dataclasses.replace(ppo.PENDULUM, ...)`` rather than changing this object.
+"""
+
+
+def kl_penalty_policy_loss(
+    logp_new: Tensor, logp_old: Tensor, advantages: Tensor, kl: Tensor, beta: float
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """The KL-penalised surrogate of the PPO paper (section 4), as a loss to minimise.
+
+    ``loss = -mean(ratio * A) + beta * mean(kl)`` with ``ratio = exp(logp_new - logp_old)``; all inputs
+    ``(B,)``, ``kl[i] = KL(pi_old(.|s_i) || pi(.|s_i))`` (exact, per state; it carries the gradient).
+
+    Returns:
+        ``(loss, stats)``; ``stats`` holds detached 0-dim tensors ``approx_kl`` (the k3 estimate
+        ``mean((ratio - 1) - log ratio)`` from the taken actions, as :func:`ppo_policy_loss` reports it)
+        and ``ratio_mean``.
+    """
+    log_ratio = logp_new - logp_old
+    ratio = torch.exp(log_ratio)
+    loss = -(ratio * advantages).mean() + beta * kl.mean()
+    with torch.no_grad():
+        stats = {"approx_kl": ((ratio - 1.0) - log_ratio).mean(), "ratio_mean": ratio.mean()}
+    return loss, stats
+
+
+def adapt_kl_beta(beta: float, kl: float, target: float) -> float:
+    """The PPO paper's adaptive KL coefficient (section 4), applied after each update.
+
+    ``kl`` is the measured mean ``KL(pi_old || pi)`` of the update; below ``target / 1.5`` the
+    penalty is halved, above ``1.5 * target`` doubled, in between left alone.
+    """
+    if kl < target / 1.5:
+        return beta / 2
+    if kl > target * 1.5:
+        return beta * 2
+    return beta
+
+
+def ppo_loss(
+    actor: Actor,
+    critic: nn.Module,
+    mb: Batch,
+    config: PPOConfig,
+    clip_coef: float | None = None,
+    whiten: bool | None = None,
+    *,
+    old_actor: Actor | None = None,
+    kl_beta: float | None = None,
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """PPO's total loss on a minibatch: policy loss - ent_coef * entropy + vf_coef * value loss.
+
+    The policy loss is ``config.objective``'s: the clipped surrogate with ``clip_coef`` (default
+    ``config.clip_coef``; the training loop passes the annealed one), or the KL-penalised surrogate
+    with weight ``kl_beta`` (default ``config.kl_penalty_beta``), for which ``old_actor``, a frozen
+    copy of the rollout policy, gives the exact ``KL(pi_old || pi)`` at each state.
     ``whiten`` (default: ``config.normalize_advantages``) normalises the minibatch's advantages;
     the training loop passes False when it has already whitened a single-minibatch batch once.
     The entropy enters the loss (and ``stats``) only when ``config.ent_coef > 0``.
     """
     whiten = config.normalize_advantages if whiten is None else whiten
     advantages = masked_whiten(mb.advantages) if whiten else mb.advantages
-    if config.ent_coef:
-        logp, entropy = actor.log_prob_entropy(mb.obs, mb.actions)
+    entropy = None
+    if config.objective == "kl_penalty":
+        if old_actor is None:
+            raise ValueError("objective='kl_penalty' needs old_actor, a frozen copy of the rollout policy")
+        dist = actor.distribution(mb.obs)
+        logp = dist.log_prob(mb.actions)
+        if config.ent_coef:
+            entropy = dist.entropy()
+        with torch.no_grad():
+            old_dist = old_actor.distribution(mb.obs)
+        beta = config.kl_penalty_beta if kl_beta is None else kl_beta
+        policy_loss, stats = kl_penalty_policy_loss(logp, mb.log_probs, advantages, kl_divergence(old_dist, dist), beta)
     else:
-        logp = actor.log_prob(mb.obs, mb.actions)
-    policy_loss, stats = ppo_policy_loss(logp, mb.log_probs, advantages, clip_coef)
+        if config.ent_coef:
+            logp, entropy = actor.log_prob_entropy(mb.obs, mb.actions)
+        else:
+            logp = actor.log_prob(mb.obs, mb.actions)
+        clip = config.clip_coef if clip_coef is None else clip_coef
+        policy_loss, stats = ppo_policy_loss(logp, mb.log_probs, advantages, clip)
     value_loss = ppo_value_loss(critic(mb.obs), mb.values, mb.returns, config.clip_coef_vf)
     loss = policy_loss + config.vf_coef * value_loss
-    if config.ent_coef:
+    if entropy is not None:
         entropy = entropy.mean()
         loss = loss - config.ent_coef * entropy
         stats["entropy"] = entropy.detach()
     stats.update(policy_loss=policy_loss.detach(), value_loss=value_loss.detach())
     return loss, stats
+
+
+def ppo_update(
+    actor: Actor,
+    critic: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    batch: Batch,
+    config: PPOConfig,
+    n_minibatches: int,
+    clip_coef: float | None = None,
+    kl_beta: float | None = None,
+    generator: torch.Generator | None = None,
+) -> dict[str, float]:
+    """One PPO update of the actor and the critic on a batch of real transitions (GAE done).
+
+    ``config.update_epochs`` epochs; each draws one permutation ``torch.randperm(len(batch),
+    generator=generator)``, splits it into ``n_minibatches`` near-equal minibatches
+    (``torch.tensor_split``) and takes one optimizer step per minibatch on :func:`ppo_loss`, the
+    gradient's global norm clipped to ``config.max_grad_norm``. With one minibatch the batch is used
+    as it is (its advantages whitened once). After each epoch the epochs stop early when
+    ``config.target_kl`` is set and the last minibatch's approx-KL exceeds it.
+
+    Args:
+        actor, critic: the networks, updated in place; ``optimizer`` holds their parameters.
+        batch: the rollout's real transitions (:func:`~rl_basics.agents.on_policy.make_batch`), ``B`` of them.
+        config: the loss weights, ``update_epochs``, ``objective`` and ``target_kl`` are read from it.
+        n_minibatches: minibatches per epoch (the training loop: ``num_envs * n_steps // minibatch_size``).
+        clip_coef: the clipped objective's epsilon (default ``config.clip_coef``).
+        kl_beta: the KL penalty's beta for this update (``objective="kl_penalty"``; default
+            ``config.kl_penalty_beta``).
+        generator: the source of the permutations (None: torch's global generator).
+
+    Returns:
+        Means over the optimizer steps of ``policy_loss``, ``value_loss``, ``approx_kl`` (and
+        ``clip_frac`` for the clipped objective, ``entropy`` when ``config.ent_coef > 0``), the
+        number of ``epochs`` run and, for ``objective="kl_penalty"``, ``kl``: the exact mean
+        ``KL(pi_old || pi)`` over the batch after the update (what :func:`adapt_kl_beta` reads).
+    """
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    old_actor = copy.deepcopy(actor).requires_grad_(False) if config.objective == "kl_penalty" else None
+    whiten = config.normalize_advantages
+    if whiten and n_minibatches == 1:  # the one minibatch is the batch: whiten once, not every epoch
+        batch = Batch(**{**vars(batch), "advantages": masked_whiten(batch.advantages)})
+        whiten = False
+    step_stats = []
+    for epoch in range(config.update_epochs):
+        if n_minibatches == 1:
+            minibatches = [batch]
+        else:
+            order = torch.randperm(len(batch), generator=generator)
+            minibatches = [batch[index] for index in torch.tensor_split(order, n_minibatches)]
+        for mb in minibatches:
+            loss, stats = ppo_loss(actor, critic, mb, config, clip_coef, whiten, old_actor=old_actor, kl_beta=kl_beta)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            nn.utils.clip_grad_norm_(params, config.max_grad_norm)
+            optimizer.step()
+            step_stats.append(stats)
+        if config.target_kl is not None and stats["approx_kl"] > config.target_kl:
+            break
+    means = {k: torch.stack([s[k] for s in step_stats]).mean().item() for k in step_stats[0] if k != "ratio_mean"}
+    means["epochs"] = epoch + 1
+    if old_actor is not None:
+        with torch.no_grad():
+            means["kl"] = kl_divergence(old_actor.distribution(batch.obs), actor.distribution(batch.obs)).mean().item()
+    return means
 
 
 def train(
@@ -157,8 +333,10 @@ def train(
     Returns:
         A :class:`TrainResult`; ``history`` holds per-episode ``episode_returns``,
         ``episode_lengths``, ``episode_steps`` and per-update ``update_steps``,
-        ``learning_rate``, ``clip_coef``, ``policy_loss``, ``value_loss``, ``entropy``,
-        ``approx_kl``, ``clip_frac``, ``explained_variance``, ``epochs``.
+        ``learning_rate``, ``policy_loss``, ``value_loss``, ``entropy``, ``approx_kl``,
+        ``explained_variance``, ``epochs`` and, for ``objective="clip"``, ``clip_coef`` and
+        ``clip_frac``; for ``objective="kl_penalty"``, ``kl_beta`` (the beta the update used) and
+        ``kl`` (the exact KL to the rollout policy after it).
 
     Raises:
         FloatingPointError: a loss became NaN or inf (checked once per update, after its epochs; the message
@@ -169,7 +347,9 @@ def train(
 
 
 def _train(env: EnvLike, config: PPOConfig, seed: int, progress: bool, callback: Callback | None) -> TrainResult:
-    keys = ("learning_rate", "clip_coef", "policy_loss", "value_loss", "entropy", "approx_kl", "clip_frac",
+    kl_penalty = config.objective == "kl_penalty"
+    objective_keys = ("kl_beta", "kl") if kl_penalty else ("clip_coef", "clip_frac")
+    keys = ("learning_rate", *objective_keys, "policy_loss", "value_loss", "entropy", "approx_kl",
             "explained_variance", "epochs")
     with OnPolicyLoop(env, config, seed, keys, progress, "PPO", callback) as loop:
         actor, critic = loop.actor, loop.critic
@@ -178,6 +358,7 @@ def _train(env: EnvLike, config: PPOConfig, seed: int, progress: bool, callback:
             raise ValueError(f"the vector env's batch of {loop.envs.num_envs} * {config.n_steps} = {loop.batch_size} "
                              f"transitions does not divide into minibatches of {config.minibatch_size}")
         n_minibatches = loop.batch_size // config.minibatch_size
+        beta = config.kl_penalty_beta
         for update in range(1, loop.n_updates + 1):
             remaining = 1.0 - (update - 1) / loop.n_updates
             lr = config.learning_rate * (remaining if config.anneal_lr else 1.0)
@@ -186,29 +367,7 @@ def _train(env: EnvLike, config: PPOConfig, seed: int, progress: bool, callback:
                 group["lr"] = lr
 
             batch = loop.next_batch(update)
-            whiten = config.normalize_advantages
-            if whiten and n_minibatches == 1:  # the one minibatch is the batch: whiten once, not every epoch
-                batch.advantages = masked_whiten(batch.advantages)
-                whiten = False
-
-            epoch_stats = []
-            for epoch in range(config.update_epochs):
-                if n_minibatches == 1:
-                    minibatches = [batch]
-                else:
-                    order = torch.randperm(len(batch))
-                    minibatches = [batch[index] for index in torch.tensor_split(order, n_minibatches)]
-                for mb in minibatches:
-                    loss, stats = ppo_loss(actor, critic, mb, config, clip, whiten=whiten)
-                    optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    nn.utils.clip_grad_norm_(loop.params, config.max_grad_norm)
-                    optimizer.step()
-                    epoch_stats.append(stats)
-                if config.target_kl is not None and stats["approx_kl"] > config.target_kl:
-                    break
-
-            means = {k: torch.stack([s[k] for s in epoch_stats]).mean().item() for k in epoch_stats[0]}
+            means = ppo_update(actor, critic, optimizer, batch, config, n_minibatches, clip_coef=clip, kl_beta=beta)
             for name in ("policy_loss", "value_loss", "entropy"):  # one check per update, not per minibatch
                 if name in means:
                     check_finite(f"PPO {name.replace('_', ' ')}", means[name], update)
@@ -216,10 +375,16 @@ def _train(env: EnvLike, config: PPOConfig, seed: int, progress: bool, callback:
                 with torch.no_grad():
                     means["entropy"] = actor.log_prob_entropy(batch.obs, batch.actions)[1].mean().item()
             row = dict(
-                learning_rate=lr, clip_coef=clip, policy_loss=means["policy_loss"], value_loss=means["value_loss"],
-                entropy=means["entropy"], approx_kl=means["approx_kl"], clip_frac=means["clip_frac"],
-                explained_variance=explained_variance(batch.values, batch.returns), epochs=epoch + 1,
+                learning_rate=lr, policy_loss=means["policy_loss"], value_loss=means["value_loss"],
+                entropy=means["entropy"], approx_kl=means["approx_kl"],
+                explained_variance=explained_variance(batch.values, batch.returns), epochs=means["epochs"],
             )
+            if kl_penalty:
+                row.update(kl_beta=beta, kl=means["kl"])
+                if config.kl_penalty_adaptive:
+                    beta = adapt_kl_beta(beta, means["kl"], config.kl_penalty_target)
+            else:
+                row.update(clip_coef=clip, clip_frac=means["clip_frac"])
             if loop.record(update, row):
                 break
     return loop.result(int_keys=("epochs",))
