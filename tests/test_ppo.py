@@ -1,8 +1,9 @@
 """PPO: hyperparameter validation, bad input, the autoreset mask, seeding, checkpoints, the KL-penalty
-objective and its adaptive beta, the update's permutations, and a Gaussian policy that learns on
-Pendulum-v1. (CartPole-v1 to 475 and Pendulum-v1 to -250 are asserted in notebook 08.)"""
+objective and its adaptive beta, the update's permutations, the presets by env id, and a Gaussian policy
+that learns on Pendulum-v1. (CartPole-v1 to 475 and Pendulum-v1 to -250 are asserted in notebook 08.)"""
 
 import dataclasses
+import warnings
 
 import gymnasium as gym
 import numpy as np
@@ -328,3 +329,22 @@ def test_the_tuned_pendulum_settings():
     assert changed == dict(total_timesteps=61_440, num_envs=4, n_steps=1024, learning_rate=2e-3, reward_scale=0.1,
                            gamma=0.9, gae_lambda=0.95, update_epochs=10, anneal_clip=False)
     assert ppo.PENDULUM.vf_coef == 1.0 and ppo.PENDULUM.minibatch_size == 256 and ppo.PENDULUM.anneal_lr
+
+
+def test_train_picks_the_preset_of_an_env_id_and_warns_once_without_one(monkeypatch):
+    used = []
+    monkeypatch.setattr(ppo, "_train", lambda env, config, *args: used.append(config))
+    monkeypatch.setattr(ppo, "_WARNED", set())
+    ppo.train("Pendulum-v1")
+    ppo.train("Acrobot-v1")
+    assert used == [ppo.PENDULUM, ppo.ACROBOT]
+    with pytest.warns(UserWarning, match="tuned for CartPole-v1.*MountainCar-v0"):
+        ppo.train("MountainCar-v0")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # once per env id
+        ppo.train("MountainCar-v0")
+        ppo.train("CartPole-v1")
+    assert used[2:] == [ppo.PPOConfig()] * 3
+    own = ppo.PPOConfig(total_timesteps=1_000)
+    ppo.train("Pendulum-v1", own)  # a config given is used as given
+    assert used[-1] is own
