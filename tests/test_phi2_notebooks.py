@@ -12,7 +12,9 @@ adapters share their base's weights) or a sequence classifier (a reward model). 
 cell and whenever a ``PhiForCausalLM`` or ``PhiForSequenceClassification`` is built, so a model loaded
 while others are alive is seen even when the same cell frees them again. A 16 GB GPU holds one phi-2
 policy base and one phi-2 reward model (notebook 11, section 2); a notebook that ever holds more fails,
-naming the cell. The probe counts garbage that is still in memory too: a notebook must
+naming the cell. Only models loaded from a checkpoint count (``config.name_or_path`` set: the stages, phi-2,
+its stand-in); the tiny random models an exercise check builds from a config hold no phi-2 weights.
+The probe counts garbage that is still in memory too: a notebook must
 ``del`` a model *and* collect it (``gc.collect()``, as the notebooks' ``release_memory()`` does).
 Training runs checkpoint into a fresh ``RL_COURSE_RUNS`` folder per notebook, so nothing is resumed from
 an earlier test.
@@ -73,6 +75,8 @@ def _rl_course_phi2_count(exclude=None):
     for trunk in trunks:
         if exclude is not None and trunk is getattr(exclude, "model", None):
             continue
+        if not trunk.config.name_or_path:  # built from a config in memory (an exercise check's tiny random model)
+            continue
         weight = trunk.embed_tokens.weight
         if weight.device.type != "meta":  # a model being built has no storage yet
             found[owners.get(id(trunk), 2)].add((weight.device.type, weight.data_ptr()))
@@ -90,7 +94,7 @@ def _rl_course_phi2_watch(cls, kind):
     def __init__(self, *args, **kwargs):
         original(self, *args, **kwargs)
         counts = _rl_course_phi2_count(exclude=self)
-        counts[kind] += 1
+        counts[kind] += bool(self.config.name_or_path)  # loaded weights, not a random model built from a config
         _rl_course_phi2_peak[:] = [max(a, b) for a, b in zip(_rl_course_phi2_peak, counts)]
 
     cls.__init__ = __init__
@@ -209,20 +213,22 @@ def test_notebook_runs_on_phi2s_code_path_within_one_gpus_memory(name, standin_s
 
 def test_the_probe_sees_two_policies_and_forgets_a_freed_one():
     """The memory probe itself: two causal LMs in one kernel count 2, a LoRA wrapper shares its base's weights,
-    a reward model counts apart, a model that is deleted and collected no longer counts, and a model built
-    and freed within one cell while another is alive is still seen."""
+    a reward model counts apart, a model that is deleted and collected no longer counts, a model built
+    and freed within one cell while another is alive is still seen, and random models built from a config
+    (no checkpoint behind them, as an exercise check builds) do not count."""
     cells = [
         "import gc\nfrom peft import LoraConfig, get_peft_model\n"
         "from transformers import PhiConfig, PhiForCausalLM, PhiForSequenceClassification\n"
-        "config = PhiConfig(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=1, "
-        "num_attention_heads=2, pad_token_id=0)",
+        "shape = dict(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=1, "
+        "num_attention_heads=2, pad_token_id=0)\n"
+        "config = PhiConfig(**shape, name_or_path='a/checkpoint')  # as from_pretrained leaves it",
         "a = PhiForCausalLM(config)",
         "wrapped = get_peft_model(a, LoraConfig(r=2, target_modules=['q_proj']))",  # a's weights, not a copy
         "b = PhiForCausalLM(config)",
         "del b\ngc.collect()",
         "reward = PhiForSequenceClassification(config)",
         "c = PhiForCausalLM(config)\ndel c\ngc.collect()",
-        "print('nothing new')",
+        "random_policy, random_reward = PhiForCausalLM(PhiConfig(**shape)), PhiForSequenceClassification(PhiConfig(**shape))",
     ]
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
     counts = [(r["policy_bases"], r["reward_models"]) for r in run_notebook(nb)[0]]
