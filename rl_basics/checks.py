@@ -16,7 +16,7 @@ the *references* section at the end of this module.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -558,6 +558,19 @@ def _explores(picks: list[tuple[np.ndarray, int]], exercise: str) -> str | None:
     return None
 
 
+def _judge_behaviour(epsilon: float, rows: Sequence[np.ndarray], step: _Step, t: int, episode: str,
+                     explore: list[tuple[np.ndarray, int]], fail: Callable[[str], None]) -> None:
+    """The behaviour policy at one step of a learner's loop: with ``epsilon = 0`` the action must be greedy in
+    one of ``rows`` (the rows of Q it may have been chosen from; the first is the one reported), and with
+    ``epsilon = 1`` the step joins ``explore``, the sample :func:`_explores` tests for uniform randomness."""
+    if epsilon == 0.0 and not any(step.action in _greedy_actions(row) for row in rows):
+        fail(f"{episode} has epsilon = 0, so it must act greedily in Q, but at its step {t}, in state {step.obs} "
+             f"with Q[s] = {np.round(rows[0], 4)}, it took action {step.action}. With probability 1 - epsilon take "
+             "argmax_a Q[s][a] (policies.epsilon_greedy_action(Q[s], epsilon, rng)).")
+    if epsilon == 1.0:
+        explore.append((rows[0], step.action))
+
+
 def _mc_episode(spec, steps: list[_Step]):
     """One recorded episode as the MC code's ``rl_basics.lanes.Episodes`` (flat state indices)."""
     from rl_basics.lanes import Episodes
@@ -693,13 +706,7 @@ def _judge_mc_control(rec: _RecordingEnv, final, n_episodes: int, schedule: _Eps
         carry = float(episode.returns(gamma)[0, 0] + gamma ** len(steps) * carry)  # if G were never reset
         epsilon = float(schedule.fn(k))
         for t, step in enumerate(steps):
-            row = start[0][spec.encode(step.obs)]
-            if epsilon == 0.0 and step.action not in _greedy_actions(row):
-                fail(f"episode {k} has epsilon({k}) = 0, so it must act greedily in Q, but at its step {t}, in state "
-                     f"{step.obs} with Q[s] = {np.round(row, 4)}, it took action {step.action}. With probability "
-                     "1 - epsilon take argmax_a Q[s][a] (policies.epsilon_greedy_action(Q[s], epsilon(k), rng)).")
-            if epsilon == 1.0:
-                explore.append((row, step.action))
+            _judge_behaviour(epsilon, [start[0][spec.encode(step.obs)]], step, t, f"episode {k}", explore, fail)
     complaint = _explores(explore, exercise)
     if complaint:
         fail(complaint)
@@ -1061,14 +1068,9 @@ def _check_td_episode_loop(fn: Callable, method: str, exercise: str, seed: int |
                      "(undiscounted) sum of the rewards.")
             for t, step in enumerate(steps):
                 # A_t was chosen from Q before step t-1's update (SARSA's A') or after it (Q-learning)
-                seen = [tables[max(t - 1, 0)], tables[t]]
-                row = seen[0 if method == "sarsa" else 1][step.obs]
-                if epsilon == 0.0 and not any(step.action in _greedy_actions(q[step.obs]) for q in seen):
-                    fail(f"episode {e + 1} has epsilon = 0, so it must act greedily, but at its step {t}, in state "
-                         f"{step.obs} with Q[s] = {np.round(row, 4)}, it took action {step.action}: with probability "
-                         "1 - epsilon take argmax_a Q[s, a] (policies.epsilon_greedy_action).")
-                if epsilon == 1.0:
-                    explore.append((row, step.action))
+                seen = [tables[max(t - 1, 0)][step.obs], tables[t][step.obs]]
+                _judge_behaviour(epsilon, seen if method == "sarsa" else seen[::-1], step, t, f"episode {e + 1}",
+                                 explore, fail)
         complaint = _explores(explore, exercise)
         if complaint:
             fail(complaint)

@@ -109,9 +109,13 @@ def _mc_inverted_epsilon(env, Q, N, n_episodes, epsilon, gamma, rng):
 # ----------------------------------------------------------------------------- SARSA and Q-learning episodes
 
 
-def _sarsa(target="taken", carry_a=True, carry_s=True, terminal="terminated", stop_at_truncation=True, explore=True,
-           give_return=True):
-    """A SARSA episode loop with one mistake switched on (the defaults are the right loop)."""
+def _td_loop(method, target=None, carry_a=True, carry_s=True, terminal="terminated", stop_at_truncation=True,
+             explore=True, give_return=True):
+    """A SARSA (``method="sarsa"``) or Q-learning episode loop with one mistake switched on (the defaults are the
+    right loop). ``target``: ``"taken"`` (SARSA's) or ``"max"`` (Q-learning's); None: the method's own. SARSA, or
+    any loop bootstrapping from the action taken, chooses the next action before its update; Q-learning after."""
+    target = target or ("taken" if method == "sarsa" else "max")
+    choose_first = method == "sarsa" or target == "taken"
 
     def loop(env, Q, epsilon, alpha, gamma, rng):
         eps = epsilon if explore else 0.0
@@ -119,12 +123,15 @@ def _sarsa(target="taken", carry_a=True, carry_s=True, terminal="terminated", st
         a, total = _act(Q, s, eps, rng), 0.0
         while True:
             s_next, r, terminated, truncated, _ = env.step(a)
-            a_next = _act(Q, s_next, eps, rng)
+            if choose_first:
+                a_next = _act(Q, s_next, eps, rng)
             done_flag = {"terminated": terminated, "ignored": False, "either": terminated or truncated}[terminal]
             if target == "taken":
                 td.sarsa_update(Q, s, a, r, s_next, a_next, done_flag, alpha, gamma)
             else:
                 td.q_learning_update(Q, s, a, r, s_next, done_flag, alpha, gamma)
+            if not choose_first:
+                a_next = _act(Q, s_next, eps, rng)
             total += r
             if terminated or (truncated and stop_at_truncation):
                 return total if give_return else None
@@ -134,28 +141,12 @@ def _sarsa(target="taken", carry_a=True, carry_s=True, terminal="terminated", st
     return loop
 
 
-def _q_learning(target="max", carry_s=True, terminal="terminated", stop_at_truncation=True, explore=True):
-    """A Q-learning episode loop with one mistake switched on (the defaults are the right loop)."""
+def _sarsa(**mistake):
+    return _td_loop("sarsa", **mistake)
 
-    def loop(env, Q, epsilon, alpha, gamma, rng):
-        eps = epsilon if explore else 0.0
-        s = s0 = env.reset()[0]
-        a, total = _act(Q, s, eps, rng), 0.0
-        while True:
-            s_next, r, terminated, truncated, _ = env.step(a)
-            done_flag = {"terminated": terminated, "ignored": False, "either": terminated or truncated}[terminal]
-            if target == "max":
-                td.q_learning_update(Q, s, a, r, s_next, done_flag, alpha, gamma)
-                a_next = _act(Q, s_next, eps, rng)
-            else:  # SARSA's target: the next action is chosen first and bootstrapped from
-                a_next = _act(Q, s_next, eps, rng)
-                td.sarsa_update(Q, s, a, r, s_next, a_next, done_flag, alpha, gamma)
-            total += r
-            if terminated or (truncated and stop_at_truncation):
-                return total
-            s, a = (s_next if carry_s else s0), a_next
 
-    return loop
+def _q_learning(**mistake):
+    return _td_loop("q_learning", **mistake)
 
 
 def _returns_discounted(env, Q, epsilon, alpha, gamma, rng):
