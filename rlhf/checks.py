@@ -365,7 +365,7 @@ def _tiny_ppo_trainer(seed: int):
 
     tokenizer = _tiny_tokenizer(train_tokenizer, corpus)
     shape = tiny_phi_config(tokenizer, TinyWorldConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                                                       num_attention_heads=2, max_position_embeddings=64))
+                                                       num_attention_heads=2, max_position_embeddings=128))
     torch.manual_seed(seed)
     policy = PhiForCausalLM(shape).eval()
     with torch.no_grad():
