@@ -348,3 +348,48 @@ def test_train_picks_the_preset_of_an_env_id_and_warns_once_without_one(monkeypa
     own = ppo.PPOConfig(total_timesteps=1_000)
     ppo.train("Pendulum-v1", own)  # a config given is used as given
     assert used[-1] is own
+
+
+# --------------------------------------------------------------------------- observation normalisation
+
+
+def test_running_observation_statistics_pool_every_batch():
+    from rl_basics.agents.networks import ObservationEncoder
+
+    encoder = ObservationEncoder(spaces.Box(-np.inf, np.inf, (2, 3)), normalize=True)
+    batches = [torch.randn(n, 2, 3, generator=torch.Generator().manual_seed(n)) * 5 + 2 for n in (7, 1, 40)]
+    for batch in batches:
+        encoder.update_statistics(batch)
+    pooled = torch.cat(batches).reshape(-1, 6).double()
+    torch.testing.assert_close(encoder.obs_mean, pooled.mean(0), rtol=1e-4, atol=1e-4)  # the 1e-4 prior count
+    torch.testing.assert_close(encoder.obs_var, pooled.var(0, unbiased=False), rtol=1e-4, atol=1e-4)
+    x = batches[0]
+    expected = ((x.reshape(7, 6).double() - pooled.mean(0)) / pooled.var(0, unbiased=False).sqrt()).float()
+    torch.testing.assert_close(encoder(x), expected.clamp(-10, 10), rtol=1e-3, atol=1e-3)
+    with pytest.raises(ValueError, match="Box observations"):
+        ObservationEncoder(spaces.Discrete(4), normalize=True)
+
+
+def test_normalised_observations_move_between_updates_only(tmp_path):
+    """With normalize_obs the statistics absorb a batch after its update: a batch's log-probs are still exactly
+    the acting policy's when its update starts, and the actor and the critic share the same statistics."""
+    from rl_basics.agents.on_policy import OnPolicyLoop
+
+    config = ppo.PPOConfig(total_timesteps=512, num_envs=4, n_steps=64, normalize_obs=True)
+    with OnPolicyLoop("Acrobot-v1", config, seed=0, keys=()) as loop:
+        first = loop.next_batch(1)
+        assert float(loop.actor.encoder.obs_count) == pytest.approx(1e-4)  # nothing seen yet
+        second = loop.next_batch(2)
+        for network in (loop.actor, loop.critic):
+            torch.testing.assert_close(network.encoder.obs_mean, first.obs.double().mean(0), rtol=1e-4, atol=1e-5)
+        with torch.no_grad():
+            torch.testing.assert_close(loop.actor.log_prob(second.obs, second.actions), second.log_probs)
+    result = ppo.train("Acrobot-v1", dataclasses.replace(config, total_timesteps=1024), seed=0, progress=False)
+    assert result.actor.encoder.obs_var.min() > 0 and not torch.equal(result.actor.encoder.obs_mean,
+                                                                      torch.zeros(6, dtype=torch.float64))
+    path = result.save(tmp_path / "acrobot.pt")
+    env = gym.make("Acrobot-v1")
+    again = load_actor(path, env.observation_space, env.action_space)
+    obs = torch.randn(5, 6)
+    assert torch.equal(again.act(obs, greedy=True), result.actor.act(obs, greedy=True))
+    torch.testing.assert_close(again.encoder.obs_mean, result.actor.encoder.obs_mean)

@@ -2,7 +2,8 @@
 
 - :func:`layer_init`, :func:`mlp`: the building blocks (PPO's initialisation: hidden gain
   sqrt(2), output gain 0.01 for a policy's logits, 1 for values)
-- :class:`ObservationEncoder`: ``Box`` observations flattened, ``Discrete`` ones one-hot
+- :class:`ObservationEncoder`: ``Box`` observations flattened (and optionally standardised with running
+  statistics), ``Discrete`` ones one-hot
 - :class:`Actor` (:func:`make_actor`): a categorical policy for ``Discrete`` actions, a
   diagonal Gaussian for ``Box`` actions
 - :class:`Critic` (:func:`make_critic`): a state-value function ``V(s)``
@@ -48,15 +49,25 @@ def mlp(in_dim: int, hidden_sizes: Sequence[int], out_dim: int, out_std: float) 
     return nn.Sequential(*layers)
 
 
+OBS_CLIP = 10.0
+"""Standardised observations are clipped to [-OBS_CLIP, OBS_CLIP] (as Stable-Baselines3's VecNormalize does)."""
+
+
 class ObservationEncoder(nn.Module):
     """Turns a batch of observations into float features.
 
     ``Box``: flattened to ``[B, prod(shape)]``. ``Discrete``: one-hot ``[B, n]`` (the
     observations are ``[B]`` integers). Any other space raises ``TypeError``.
+
+    ``normalize`` (``Box`` only) standardises each feature with a running mean and variance,
+    ``clip((x - mean) / sqrt(var + 1e-8), -10, 10)``, kept as buffers (saved with the network, used
+    unchanged at evaluation) and moved only by :meth:`update_statistics`; before any update the
+    statistics are mean 0, variance 1, so the features are the raw observations.
     """
 
-    def __init__(self, observation_space: gym.Space):
+    def __init__(self, observation_space: gym.Space, normalize: bool = False):
         super().__init__()
+        self.normalize = normalize
         if isinstance(observation_space, spaces.Box):
             self.discrete = False
             self.obs_shape = tuple(observation_space.shape)
@@ -71,15 +82,38 @@ class ObservationEncoder(nn.Module):
                 f"unsupported observation space {observation_space!r} ({type(observation_space).__name__}): "
                 "the course's agents take Box or Discrete observations (flatten or wrap others first)"
             )
+        if normalize:
+            if self.discrete:
+                raise ValueError("observation normalisation applies to Box observations; Discrete ones are "
+                                 "one-hot encoded already (set normalize_obs=False)")
+            self.register_buffer("obs_mean", torch.zeros(self.out_dim, dtype=torch.float64))
+            self.register_buffer("obs_var", torch.ones(self.out_dim, dtype=torch.float64))
+            self.register_buffer("obs_count", torch.tensor(1e-4, dtype=torch.float64))
 
     def is_batched(self, obs: Tensor) -> bool:
         return obs.dim() > len(self.obs_shape)
+
+    @torch.no_grad()
+    def update_statistics(self, obs: Tensor) -> None:
+        """Fold a batch of observations ``[B, *obs_shape]`` into the running mean and variance (the
+        parallel update of Chan et al.: the result equals the statistics of every batch so far, pooled)."""
+        x = obs.reshape(obs.shape[0], -1).to(torch.float64)
+        n = x.shape[0]
+        mean, var = x.mean(0), x.var(0, unbiased=False)
+        total = self.obs_count + n
+        delta = mean - self.obs_mean
+        self.obs_var.copy_((self.obs_var * self.obs_count + var * n + delta.pow(2) * self.obs_count * n / total) / total)
+        self.obs_mean.add_(delta * n / total)
+        self.obs_count.copy_(total)
 
     def forward(self, obs: Tensor) -> Tensor:
         if self.discrete:
             index = obs.reshape(-1).long() - self.start
             return nn.functional.one_hot(index, self.out_dim).float()
-        return obs.reshape(obs.shape[0], -1).float()
+        x = obs.reshape(obs.shape[0], -1).float()
+        if self.normalize:
+            x = ((x - self.obs_mean.float()) * torch.rsqrt(self.obs_var.float() + 1e-8)).clamp(-OBS_CLIP, OBS_CLIP)
+        return x
 
 
 class Actor(nn.Module):
@@ -92,11 +126,12 @@ class Actor(nn.Module):
     space's bounds before they reach the environment.
     """
 
-    def __init__(self, observation_space: gym.Space, action_space: gym.Space, hidden_sizes: Sequence[int] = (64, 64)):
+    def __init__(self, observation_space: gym.Space, action_space: gym.Space, hidden_sizes: Sequence[int] = (64, 64),
+                 normalize_obs: bool = False):
         super().__init__()
         self.observation_space = observation_space
         self.action_space = action_space
-        self.encoder = ObservationEncoder(observation_space)
+        self.encoder = ObservationEncoder(observation_space, normalize_obs)
         if isinstance(action_space, spaces.Discrete):
             self.continuous = False
             out_dim = int(action_space.n)
@@ -192,39 +227,44 @@ class Actor(nn.Module):
 class Critic(nn.Module):
     """A state-value function: an MLP from observation features to ``V(s)`` of shape ``[B]``."""
 
-    def __init__(self, observation_space: gym.Space, hidden_sizes: Sequence[int] = (64, 64)):
+    def __init__(self, observation_space: gym.Space, hidden_sizes: Sequence[int] = (64, 64), normalize_obs: bool = False):
         super().__init__()
-        self.encoder = ObservationEncoder(observation_space)
+        self.encoder = ObservationEncoder(observation_space, normalize_obs)
         self.net = mlp(self.encoder.out_dim, hidden_sizes, 1, out_std=1.0)
 
     def forward(self, obs: Tensor) -> Tensor:
         return self.net(self.encoder(obs)).squeeze(-1)
 
 
-def make_actor(observation_space: gym.Space, action_space: gym.Space, hidden_sizes: Sequence[int] = (64, 64)) -> Actor:
-    """A tanh MLP policy with orthogonal init (hidden gain sqrt(2), output gain 0.01).
+def make_actor(observation_space: gym.Space, action_space: gym.Space, hidden_sizes: Sequence[int] = (64, 64),
+               normalize_obs: bool = False) -> Actor:
+    """A tanh MLP policy with orthogonal init (hidden gain sqrt(2), output gain 0.01); ``normalize_obs``
+    standardises ``Box`` observations with running statistics (:class:`ObservationEncoder`).
 
     Raises ``TypeError`` naming the space for action spaces other than ``Discrete`` and
     ``Box`` (e.g. ``MultiBinary``) and observation spaces other than ``Box`` and ``Discrete``.
     """
-    return Actor(observation_space, action_space, tuple(hidden_sizes))
+    return Actor(observation_space, action_space, tuple(hidden_sizes), normalize_obs)
 
 
-def make_critic(observation_space: gym.Space, hidden_sizes: Sequence[int] = (64, 64)) -> Critic:
+def make_critic(observation_space: gym.Space, hidden_sizes: Sequence[int] = (64, 64),
+                normalize_obs: bool = False) -> Critic:
     """A tanh MLP state-value network with orthogonal init (output gain 1) returning ``[B]``."""
-    return Critic(observation_space, tuple(hidden_sizes))
+    return Critic(observation_space, tuple(hidden_sizes), normalize_obs)
 
 
 def load_actor(path: str | os.PathLike, observation_space: gym.Space, action_space: gym.Space) -> Actor:
     """Rebuild the trained policy saved by ``TrainResult.save`` for the given spaces."""
     state = load_checkpoint(path)
-    hidden_sizes = (state.get("config") or {}).get("hidden_sizes", (64, 64))
-    actor = make_actor(observation_space, action_space, hidden_sizes)
+    config = state.get("config") or {}
+    actor = make_actor(observation_space, action_space, config.get("hidden_sizes", (64, 64)),
+                       config.get("normalize_obs", False))
     actor.load_state_dict(state["actor"])
     return actor
 
 
 __all__ = [
+    "OBS_CLIP",
     "Actor",
     "Critic",
     "ObservationEncoder",

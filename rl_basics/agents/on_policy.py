@@ -62,6 +62,11 @@ class OnPolicyConfig:
     """Whiten each batch's advantages (mean 0, std 1)."""
     hidden_sizes: tuple[int, ...] = (64, 64)
     """Hidden layer widths of the actor and of the (separate) critic."""
+    normalize_obs: bool = False
+    """Standardise ``Box`` observations with their running mean and variance (rl-zoo's ``normalize``), clipped
+    to [-10, 10]. The statistics live in the actor and the critic (saved with them, used as they are at
+    evaluation) and absorb each batch's observations after that batch's update, so the policy an update
+    starts from is exactly the one that collected its batch."""
 
     def __post_init__(self):
         self.hidden_sizes = tuple(self.hidden_sizes)
@@ -140,8 +145,10 @@ class OnPolicyLoop:
     ):
         self.envs, self.created = as_vector_env(env, config.num_envs)
         set_seed(seed)
-        self.actor = make_actor(self.envs.single_observation_space, self.envs.single_action_space, config.hidden_sizes)
-        self.critic = make_critic(self.envs.single_observation_space, config.hidden_sizes)
+        obs_space = self.envs.single_observation_space
+        self.actor = make_actor(obs_space, self.envs.single_action_space, config.hidden_sizes, config.normalize_obs)
+        self.critic = make_critic(obs_space, config.hidden_sizes, config.normalize_obs)
+        self.unseen_obs: Tensor | None = None  # the last batch's observations, for the statistics after its update
         self.params = [*self.actor.parameters(), *self.critic.parameters()]
         self.collector = RolloutCollector(self.envs, seed=seed)
         self.config, self.seed, self.callback = config, seed, callback
@@ -161,12 +168,21 @@ class OnPolicyLoop:
 
     def next_batch(self, update: int) -> Batch:
         """Collect ``config.n_steps`` steps per sub-env with the current actor, check the rewards
-        are finite, scale them by ``config.reward_scale`` and return :func:`make_batch`'s batch."""
+        are finite, scale them by ``config.reward_scale`` and return :func:`make_batch`'s batch.
+
+        With ``config.normalize_obs`` the previous batch's observations (its update is done by now) first
+        move the observation statistics of the actor and the critic."""
+        if self.unseen_obs is not None:
+            for network in (self.actor, self.critic):
+                network.encoder.update_statistics(self.unseen_obs)
         rollout = self.collector.collect(self.actor, self.config.n_steps, self.critic)
         check_finite("the environment's reward", rollout.rewards, update)
         if self.config.reward_scale != 1.0:
             rollout.rewards.mul_(self.config.reward_scale)
-        return make_batch(rollout, self.config.gamma, self.config.gae_lambda)
+        batch = make_batch(rollout, self.config.gamma, self.config.gae_lambda)
+        if self.config.normalize_obs:
+            self.unseen_obs = batch.obs
+        return batch
 
     def record(self, update: int, row: dict[str, Any]) -> bool:
         """Append the update's diagnostics (``row`` holds every key but ``update_steps``, added here),
