@@ -182,7 +182,7 @@ def test_callback_can_stop_training_and_checkpoint_round_trip(tmp_path):
     assert load_checkpoint(path)["config"]["clip_coef"] == 0.2
 
 
-# A cheap smoke-test setting, not ppo.PENDULUM (the tuned one, 61,440 steps to about -210, asserted in notebook
+# A cheap smoke-test setting, not ppo.PENDULUM (the tuned one: 100,000 steps to about -140, asserted in notebook
 # 08): that schedule barely leaves the random policy's level in its first 20k steps.
 PENDULUM_SMOKE = dict(
     total_timesteps=20_000, num_envs=4, n_steps=256, minibatch_size=64, update_epochs=10, learning_rate=1e-3,
@@ -326,8 +326,8 @@ def test_ppo_update_draws_its_permutations_from_the_generator():
 def test_the_tuned_pendulum_settings():
     """Notebook 08 asserts its Pendulum-v1 returns on ppo.PENDULUM; the PPOConfig defaults must not move them."""
     changed = {k: v for k, v in dataclasses.asdict(ppo.PENDULUM).items() if v != getattr(ppo.PPOConfig(), k)}
-    assert changed == dict(total_timesteps=61_440, num_envs=4, n_steps=1024, learning_rate=2e-3, reward_scale=0.1,
-                           gamma=0.9, gae_lambda=0.95, update_epochs=10, anneal_clip=False)
+    assert changed == dict(num_envs=4, n_steps=1024, learning_rate=2e-3, reward_scale=0.1, gamma=0.9, gae_lambda=0.95,
+                           anneal_clip=False)  # 100k steps and 15 epochs: as the defaults
     assert ppo.PENDULUM.vf_coef == 1.0 and ppo.PENDULUM.minibatch_size == 256 and ppo.PENDULUM.anneal_lr
 
 
