@@ -6,9 +6,11 @@ TRL removed ``PPOTrainer`` after 1.12.0, and the course itself uses a newer TRL.
 
 It imports nothing from the course. The orchestrator hands it a JSON settings file (model
 directories, tokenised prompts, batch size, response length, PPO epochs, ...) and gets back
-a JSON result (training wall-clock, episodes per second, peak resident and GPU memory, versions);
-the trained policy is saved with ``save_pretrained`` so the orchestrator can rate it with
-the course's gold rater exactly as it rates the course's own PPO policy.
+a JSON result (training wall-clock, episodes per second, peak resident and GPU memory, versions,
+checkpoints). A ``TrainerCallback`` saves the policy with ``save_pretrained`` every
+``checkpoint_every`` PPO steps (if set) and after the last, so the orchestrator can rate each checkpoint
+with the course's gold rater exactly as it rates the course's own PPO policies; the time spent
+saving is measured by the callback and left out of the training time.
 
 TRL's design, as its docs describe it: four separate full models — the policy, a frozen
 reference copy of it, the reward model and a value model (a sequence-classification model
@@ -43,6 +45,30 @@ def cpu_seconds() -> float:
 def peak_rss_mb() -> float:
     """Peak resident set size of this process so far, in MiB (Linux reports KiB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def policy_checkpoints(tokenizer, out_dir: str, every: int) -> transformers.TrainerCallback:
+    """A ``TrainerCallback`` that saves the policy every ``every`` PPO steps (0: never) and after the last one,
+    into ``out_dir/step-NNN``, and adds up the wall-clock and CPU seconds it spends saving."""
+    from transformers import TrainerCallback
+
+    class PolicyCheckpoints(TrainerCallback):
+        def __init__(self):
+            self.checkpoints: list[dict] = []
+            self.seconds = self.cpu_seconds = 0.0
+
+        def on_step_end(self, args, state, control, model=None, **kwargs):
+            if state.global_step != state.max_steps and not (every and state.global_step % every == 0):
+                return
+            cpu_start, start = cpu_seconds(), time.perf_counter()
+            path = os.path.join(out_dir, f"step-{state.global_step:03d}")
+            model.policy.save_pretrained(path, safe_serialization=True)  # model: TRL's policy-and-value wrapper
+            tokenizer.save_pretrained(path)
+            self.seconds += time.perf_counter() - start
+            self.cpu_seconds += cpu_seconds() - cpu_start
+            self.checkpoints.append({"step": state.global_step, "episodes": state.episode, "policy_dir": path})
+
+    return PolicyCheckpoints()
 
 
 def main(settings_path: str, result_path: str) -> int:
@@ -109,6 +135,7 @@ def main(settings_path: str, result_path: str) -> int:
         use_cpu=not torch.cuda.is_available(),
         dataloader_num_workers=0,
     )
+    checkpoints = policy_checkpoints(tokenizer, out_dir, int(settings.get("checkpoint_every", 0)))
     trainer = PPOTrainer(
         args=config,
         processing_class=tokenizer,
@@ -118,16 +145,15 @@ def main(settings_path: str, result_path: str) -> int:
         value_model=value,
         train_dataset=train,
         eval_dataset=evaluation,
+        callbacks=[checkpoints],
     )
     rss_before = peak_rss_mb()
     cpu_start, start = cpu_seconds(), time.perf_counter()
     trainer.train()
-    seconds, cpu = time.perf_counter() - start, cpu_seconds() - cpu_start
+    seconds = time.perf_counter() - start - checkpoints.seconds
+    cpu = cpu_seconds() - cpu_start - checkpoints.cpu_seconds
     episodes = int(trainer.state.episode)
     history = [row for row in trainer.state.log_history if "objective/scores" in row]
-    policy_dir = os.path.join(out_dir, "policy")
-    trainer.model.policy.save_pretrained(policy_dir, safe_serialization=True)
-    tokenizer.save_pretrained(policy_dir)
     result = {
         "trainer": "trl.experimental.ppo.PPOTrainer",
         "episodes": episodes,
@@ -135,10 +161,11 @@ def main(settings_path: str, result_path: str) -> int:
         "episodes_per_second": episodes / seconds,
         "train_cpu_seconds": cpu,
         "episodes_per_cpu_second": episodes / cpu,
+        "save_seconds": checkpoints.seconds,
         "peak_rss_mb": peak_rss_mb(),
         "peak_rss_mb_before_training": rss_before,
         "peak_gpu_gib": torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else None,
-        "policy_dir": policy_dir,
+        "checkpoints": checkpoints.checkpoints,
         "proxy_score_first": history[0]["objective/scores"] if history else None,
         "proxy_score_last": history[-1]["objective/scores"] if history else None,
         "kl_last": history[-1]["objective/kl"] if history else None,
