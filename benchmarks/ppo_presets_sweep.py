@@ -65,6 +65,9 @@ CANDIDATES: dict[str, dict[str, dict]] = {
         "gamma 0.995": dict(gamma=0.995),
         "normalised observations": dict(normalize_obs=True),
         "normalised observations, 8 epochs": dict(normalize_obs=True, update_epochs=8),
+        "8 epochs, minibatch 128, lr 1e-3": dict(update_epochs=8, minibatch_size=128, learning_rate=1e-3),
+        "minibatch 64, lr 5e-4": dict(minibatch_size=64, learning_rate=5e-4),
+        "8 epochs, lr 3e-3": dict(update_epochs=8, learning_rate=3e-3),
     },
     "Pendulum-v1": {
         "base": {},
@@ -74,6 +77,8 @@ CANDIDATES: dict[str, dict[str, dict]] = {
         "8 envs x 512": dict(num_envs=8, n_steps=512),
         "lambda 0.9": dict(gae_lambda=0.9),
         "normalised observations": dict(normalize_obs=True),
+        "15 epochs, 512 steps per env, minibatch 128": dict(update_epochs=15, n_steps=512, minibatch_size=128),
+        "minibatch 64, lr 1e-3": dict(minibatch_size=64, learning_rate=1e-3),
     },
     "LunarLander-v3": {
         "base": {},

@@ -270,6 +270,12 @@ def ratio(a, b):
     return None if a is None or b is None or b == 0 else a / b
 
 
+def beats(ours, sb3, factor: float) -> bool:
+    """Whether a median of ours is at most ``factor`` times SB3's; a median that is None (the threshold not reached
+    by most seeds) counts as larger than any reached one."""
+    return ours is not None and (sb3 is None or ours <= factor * sb3)
+
+
 def fmt(value, digits=1):
     return "—" if value is None else (f"{value:,.0f}" if digits == 0 else f"{value:.{digits}f}")
 
@@ -350,8 +356,8 @@ def verdict(cols: dict, med: dict, n_seeds: int, env_seconds: dict[str, float], 
     wall_gap = None if time_ratio is None else med["seconds"]["sb3"] - med["seconds"]["ours"]
     fair_ratio = None if time_ratio is None else ratio(
         med["seconds"]["ours"] + (per_step["sb3"] - per_step["ours"]) * med["steps"]["ours"], med["seconds"]["sb3"])
-    goal_steps = steps_ratio is not None and steps_ratio <= 1.0
-    goal_time = time_ratio is not None and time_ratio <= wall_goal
+    goal_steps = beats(med["steps"]["ours"], med["steps"]["sb3"], 1.0)
+    goal_time = beats(med["seconds"]["ours"], med["seconds"]["sb3"], wall_goal)
     t = f"{threshold:g}"
     native = ("" if "native" not in env_seconds else
               f" (gymnasium's numpy-vectorised env, which the benchmark does not use: {env_seconds['native']:.2f} s)")

@@ -72,16 +72,19 @@ def test_every_benchmarked_env_has_a_preset_that_states_its_sweep():
         assert "benchmarks/ppo_presets_sweep.py" in docstring, name
 
 
-def test_median_counts_runs_that_never_reached_the_threshold_as_slowest():
+def test_runs_that_never_reached_the_threshold_count_as_slowest():
     sys.path.insert(0, str(ROOT / "benchmarks"))
     try:
-        from sb3_common import median
+        from sb3_common import beats, median
     finally:
         sys.path.remove(str(ROOT / "benchmarks"))
     assert median([1, 2, None]) == 2
     assert median([1, None, None]) is None
     assert median([1, 3]) == 2 and median([]) is None
     assert not math.isinf(median([5, None, 3]))
+    # the goals: a median that never reached the threshold is slower than any that did
+    assert beats(1, None, 1.0) and not beats(None, 1, 1.0) and not beats(None, None, 1.0)
+    assert beats(4, 10, 0.4) and not beats(5, 10, 0.4)
 
 
 def test_benchmark_smoke_end_to_end():

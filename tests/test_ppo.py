@@ -217,8 +217,8 @@ def test_the_tuned_defaults():
     assert dataclasses.asdict(ppo.PPOConfig()) == dict(
         total_timesteps=100_000, num_envs=8, n_steps=32, learning_rate=4e-3, anneal_lr=True, reward_scale=1.0,
         gamma=0.98, gae_lambda=0.8, ent_coef=0.0, vf_coef=1.0, max_grad_norm=0.5, normalize_advantages=True,
-        hidden_sizes=(64, 64), minibatch_size=256, update_epochs=15, adam_eps=1e-5, clip_coef=0.2, anneal_clip=True,
-        clip_coef_vf=None, target_kl=None, objective="clip", kl_penalty_beta=1.0, kl_penalty_target=0.01,
+        hidden_sizes=(64, 64), normalize_obs=False, minibatch_size=256, update_epochs=15, adam_eps=1e-5, clip_coef=0.2,
+        anneal_clip=True, clip_coef_vf=None, target_kl=None, objective="clip", kl_penalty_beta=1.0, kl_penalty_target=0.01,
         kl_penalty_adaptive=True,
     )
 
@@ -326,9 +326,9 @@ def test_ppo_update_draws_its_permutations_from_the_generator():
 def test_the_tuned_pendulum_settings():
     """Notebook 08 asserts its Pendulum-v1 returns on ppo.PENDULUM; the PPOConfig defaults must not move them."""
     changed = {k: v for k, v in dataclasses.asdict(ppo.PENDULUM).items() if v != getattr(ppo.PPOConfig(), k)}
-    assert changed == dict(num_envs=4, n_steps=1024, learning_rate=2e-3, reward_scale=0.1, gamma=0.9, gae_lambda=0.95,
-                           anneal_clip=False)  # 100k steps and 15 epochs: as the defaults
-    assert ppo.PENDULUM.vf_coef == 1.0 and ppo.PENDULUM.minibatch_size == 256 and ppo.PENDULUM.anneal_lr
+    assert changed == dict(num_envs=4, n_steps=512, minibatch_size=128, learning_rate=2e-3, reward_scale=0.1, gamma=0.9,
+                           gae_lambda=0.95, anneal_clip=False)  # 100k steps and 15 epochs: as the defaults
+    assert ppo.PENDULUM.vf_coef == 1.0 and ppo.PENDULUM.anneal_lr
 
 
 def test_train_picks_the_preset_of_an_env_id_and_warns_once_without_one(monkeypatch):

@@ -132,7 +132,7 @@ class PPOConfig(OnPolicyConfig):
 
 
 PENDULUM = PPOConfig(
-    total_timesteps=100_000, num_envs=4, n_steps=1024, minibatch_size=256, update_epochs=15, learning_rate=2e-3,
+    total_timesteps=100_000, num_envs=4, n_steps=512, minibatch_size=128, update_epochs=15, learning_rate=2e-3,
     anneal_clip=False, gamma=0.9, gae_lambda=0.95, reward_scale=0.1,
 )
 """PPO's settings for Pendulum-v1 (continuous torque, a Gaussian policy), used by notebook 08 and
@@ -146,13 +146,21 @@ gradient steps; learning rate 2e-3 annealed to 0), and finally the sweep
 ``python benchmarks/ppo_presets_sweep.py --env Pendulum-v1 --jobs 2`` over rl-zoo's 100,000 steps on
 seeds 100-103 (its table is in ``benchmarks/RESULTS.md``). Median steps until the greedy policy's mean
 return over 20 episodes first reached -200, and median final return (all 4 seeds reached -200 unless
-it says otherwise):
+it says otherwise), in the order of the sweep's rule (the fewest steps among the candidates within 10 of the best
+final return):
 
-- the hand-tuned start with 10 epochs: 40,960 steps, -137.5;
-- **15 epochs (these settings)**: 32,768 steps, -136.9;
-- learning rate 3e-3: 36,864, -143.9; minibatches of 128: 34,816, -138.4 at 1.2x the CPU time;
-  8 envs x 512 steps: 40,960, -140.3; lambda 0.9: 38,912, -143.1;
+- the hand-tuned start (4 envs x 1,024 steps, minibatches of 256, 10 epochs): 40,960 steps, -137.5;
+- **15 epochs, 512 steps per env, minibatches of 128 (these settings)**: 20,480 steps, -142.4, and the least
+  CPU time to -200 (7.2 s), though a whole run costs about twice the CPU of the start's (more gradient steps
+  per sample);
+- 15 epochs alone: 32,768 steps, -136.9 (the best final return, 8.8 CPU s to -200: the preset of the first
+  round); minibatches of 64 at 1e-3: 36,864, -137.7 at twice that CPU time;
+- learning rate 3e-3: 36,864, -143.9; minibatches of 128: 34,816, -138.4; 8 envs x 512 steps: 40,960, -140.3;
+  lambda 0.9: 38,912, -143.1;
 - normalised observations (``normalize_obs=True``): 2/4 seeds reached -200, final -182.2.
+
+The second round (the last two variants of 15 epochs, then minibatches of 64) came after the benchmark found the
+first round's preset slower to -200 than Stable-Baselines3 on its own seeds.
 
 The hand search before it (seeds 0-5, the benchmark's, so not evidence for the benchmark): rl-zoo's settings
 without gSDE reached -217 and -208 on seeds 0-1 at three times the CPU time; minibatches of 512 or 1,024 or 5
@@ -178,14 +186,34 @@ episodes first reached -100, and median final return:
 - a learning rate of 1e-3: 40,960, -95.7 (3/4); 16 envs: 26,624, -106.5 (3/4); 64 steps with minibatches of
   128: 12,288, -84.6 (3/4: one seed never learned); gamma 0.995: 28,672, -81.8 (4/4);
 - normalised observations (``normalize_obs=True``, rl-zoo's choice): 49,152, -84.4 (4/4), and with 8 epochs
-  38,912, -85.8 (3/4): no help here.
+  38,912, -85.8 (3/4): no help here;
+- a second round, after the benchmark found these settings behind Stable-Baselines3 on its seeds: 8 epochs with
+  minibatches of 128 at 1e-3: 24,576, -83.0 (4/4); minibatches of 64 at 5e-4 (rl-zoo's gradient steps per
+  sample): 43,008, -85.6 (4/4); 8 epochs at 3e-3: 24,576, -83.5 (3/4). None beat these settings.
 """
 
 LUNAR_LANDER = PPOConfig(
-    total_timesteps=500_000, num_envs=16, n_steps=512, minibatch_size=128, update_epochs=4, learning_rate=6e-4,
+    total_timesteps=500_000, num_envs=16, n_steps=512, minibatch_size=256, update_epochs=4, learning_rate=1e-3,
     anneal_clip=False, gamma=0.999, gae_lambda=0.98, ent_coef=0.01, reward_scale=0.01,
 )
-"""PPO's settings for LunarLander-v3 (needs Box2D: ``pip install -e ".[box2d]"``)."""
+"""PPO's settings for LunarLander-v3 (needs Box2D: ``pip install -e ".[box2d]"``), used by notebook 08 and
+``benchmarks/ppo_vs_sb3.py``.
+
+Where they come from: rl-zoo's tuned LunarLander-v3 PPO (16 envs x 1,024 steps, minibatches of 64, 4 epochs,
+gamma 0.999, lambda 0.98, entropy 0.01, learning rate 3e-4, 1M steps) with half its budget, 512 steps per env and
+larger minibatches, a learning rate annealed to 0, and rewards scaled by 0.01; then the sweep
+``python benchmarks/ppo_presets_sweep.py --env LunarLander-v3 --seeds 3 --jobs 2`` over 500,000 steps on seeds
+100-102 (its table is in ``benchmarks/RESULTS.md``). Median steps until the greedy policy's mean return over
+20 episodes first reached 200, and median final return:
+
+- **minibatches of 256 at a learning rate of 1e-3 (these settings)**: 163,840 steps, 256.5 (3/3 seeds);
+- minibatches of 128 at 6e-4: 196,608 steps, 260.8 (3/3), at 1.4x the CPU time to 200;
+- rl-zoo's 1,024 steps per env, minibatches of 64 and 3e-4 (with the reward scaling): 212,992 steps, 264.9
+  (3/3), at 2.3x the CPU time;
+- the 6e-4 settings with unscaled rewards: no seed reached 200 (final -15.5). LunarLander's returns are in the
+  hundreds, so unscaled value errors dominate the gradient norm that is clipped for actor and critic together,
+  and the policy learns to hover. Two probes on seed 100 before the sweep agreed (-37 and -93 after 400k steps).
+"""
 
 PRESETS: dict[str, PPOConfig] = {"CartPole-v1": PPOConfig(), "Acrobot-v1": ACROBOT, "Pendulum-v1": PENDULUM,
                                  "LunarLander-v3": LUNAR_LANDER}
