@@ -2,8 +2,9 @@
 
 Run it from the repository root, in the course's environment::
 
-    python benchmarks/ppo_vs_sb3.py --jobs 2     # the full benchmark: 4 envs x 6 seeds x 2 learners (about 50 min on 2 cores)
-    python benchmarks/ppo_vs_sb3.py --quick      # CartPole-v1 only, 6 seeds (about 3 min); prints, never writes
+    python benchmarks/ppo_vs_sb3.py --jobs 2     # the full benchmark: 4 envs x 6 seeds x 2 learners (about an hour
+                                                 # on 2 cores, most of it SB3 on LunarLander: 8-12 min per run)
+    python benchmarks/ppo_vs_sb3.py --quick      # CartPole-v1 only, 6 seeds (about 6 min, 3 with --jobs 2); never writes
     python benchmarks/ppo_vs_sb3.py --env Acrobot-v1 --env Pendulum-v1   # some envs; writes their sections
     python benchmarks/ppo_vs_sb3.py --smoke      # seconds: every piece once on tiny budgets; prints, never writes
 
