@@ -23,36 +23,30 @@ ROOT = Path(__file__).resolve().parents[1]
 SB3_PYTHON = ROOT / "benchmarks" / ".venv-sb3" / "bin" / "python"
 
 
-def worker(env_id: str, overrides: dict | None = None) -> dict:
+def worker(env_id: str) -> dict:
     cmd = [sys.executable, "benchmarks/ppo_vs_sb3.py", "--smoke", "--worker", "ours", "--worker-env", env_id,
            "--seed", "0", "--total-timesteps", "2048", "--episodes", "2"]
-    if overrides:
-        cmd += ["--overrides", json.dumps(overrides)]
     out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300, check=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 
 
-@pytest.mark.parametrize("env_id, low, high", [("CartPole-v1", 1, 500), ("Pendulum-v1", -2000, 0)])
-def test_benchmark_worker_trains_the_preset_and_evaluates_on_schedule(env_id, low, high):
-    record = worker(env_id)
+def test_benchmark_worker_trains_the_preset_and_evaluates_on_schedule():
+    """A continuous-action env through the worker (the sweep's smoke below runs CartPole's)."""
+    record = worker("Pendulum-v1")
     assert record["learner"] == "ours" and record["env_steps"] >= 2048
     steps = [s for s, _ in record["evals"]]
     assert steps and all(b - a >= 1024 for a, b in zip(steps, steps[1:]))  # the smoke interval: 1,024 steps
-    assert low <= record["final_return"] <= high and record["train_cpu_seconds"] > 0
+    assert -2000 <= record["final_return"] <= 0 and record["train_cpu_seconds"] > 0
 
 
-def test_overrides_replace_the_preset():
-    """The sweep passes whole configs as overrides: a run must use them, not the preset."""
-    one = worker("CartPole-v1", {"learning_rate": 1e-9, "anneal_lr": False})  # cannot learn in 2,048 steps
-    assert one["final_return"] < 100
-
-
-def test_sweep_smoke_reports_its_candidates():
+def test_sweep_smoke_reports_its_candidates_each_with_its_own_config():
     results = (ROOT / "benchmarks" / "RESULTS.md").read_text()
     out = subprocess.run([sys.executable, "benchmarks/ppo_presets_sweep.py", "--smoke"], cwd=ROOT,
                          capture_output=True, text=True, timeout=300, check=True).stdout
     table = [line for line in out.splitlines() if line.startswith("| ") and "candidate" not in line]
     assert len(table) == 2 and sum("(pick)" in line for line in table) == 1
+    finals = [line.split("|")[-2].strip() for line in table]  # 15 vs 20 epochs: the overrides reach the run
+    assert finals[0] != finals[1], table
     assert (ROOT / "benchmarks" / "RESULTS.md").read_text() == results  # smoke mode never writes
 
 
