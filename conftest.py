@@ -53,13 +53,16 @@ def phi2_standin() -> Path:
 
 
 # pytest-xdist (`-n 2`, `--dist loadfile`) hands out whole files in this order (pyproject.toml sets
-# --no-loadscope-reorder, which would otherwise sort them by their number of tests). The longest go first, so
-# that the short ones fill the gaps at the end instead of one long file running alone; the first two build the
-# two sets of cached RLHF stages (the tiny world's; the phi-2 stand-in's) side by side, one per worker, rather
-# than one worker waiting on the other's build. Files not listed keep their collection order, after these.
+# --no-loadscope-reorder, which would otherwise sort them by their number of tests). The first two build the
+# two sets of cached RLHF stages side by side, one per worker, rather than one worker waiting on the other's
+# build: the tiny world's in the tests of those stages (about 100 s on one core), which every RLHF notebook then
+# reuses as a learner who worked through chapters 9-11 does; the phi-2 stand-in's in its notebooks' tests. The
+# longest go next, so that the short ones fill the gaps at the end instead of one long file running alone.
+# Files not listed keep their collection order, after these.
 LONGEST_FIRST = [
-    "notebooks/12_beyond_ppo.ipynb",  # builds the tiny world's SFT / preference / reward stages
+    "tests/test_sft_reward.py",  # builds (and tests) the tiny world's SFT / preference / reward stages
     "tests/test_phi2_notebooks.py",  # builds the phi-2 stand-in's stages
+    "notebooks/12_beyond_ppo.ipynb",
     "notebooks/11_ppo_rlhf.ipynb",
     "notebooks/05_function_approximation_and_dqn.ipynb",
     "notebooks/06_policy_gradients.ipynb",

@@ -68,6 +68,13 @@ CANDIDATES: dict[str, dict[str, dict]] = {
         "8 epochs, minibatch 128, lr 1e-3": dict(update_epochs=8, minibatch_size=128, learning_rate=1e-3),
         "minibatch 64, lr 5e-4": dict(minibatch_size=64, learning_rate=5e-4),
         "8 epochs, lr 3e-3": dict(update_epochs=8, learning_rate=3e-3),
+        "normalised rewards": dict(normalize_rewards=True),
+        "normalised rewards, 8 epochs": dict(normalize_rewards=True, update_epochs=8),
+        "normalised observations and rewards, 8 epochs": dict(normalize_obs=True, normalize_rewards=True,
+                                                              update_epochs=8),
+        "normalised rewards, lr 1e-3": dict(normalize_rewards=True, learning_rate=1e-3),
+        "normalised rewards, 8 epochs, lr 1e-3": dict(normalize_rewards=True, update_epochs=8, learning_rate=1e-3),
+        "normalised rewards, 16 envs": dict(normalize_rewards=True, num_envs=16, minibatch_size=512),
     },
     "Pendulum-v1": {
         "base": {},
@@ -79,6 +86,13 @@ CANDIDATES: dict[str, dict[str, dict]] = {
         "normalised observations": dict(normalize_obs=True),
         "15 epochs, 512 steps per env, minibatch 128": dict(update_epochs=15, n_steps=512, minibatch_size=128),
         "minibatch 64, lr 1e-3": dict(minibatch_size=64, learning_rate=1e-3),
+        "normalised rewards (not x0.1)": dict(reward_scale=1.0, normalize_rewards=True),
+        "15 epochs, 512 steps per env, minibatch 128, normalised rewards": dict(
+            update_epochs=15, n_steps=512, minibatch_size=128, reward_scale=1.0, normalize_rewards=True),
+        "normalised rewards, 15 epochs": dict(update_epochs=15, reward_scale=1.0, normalize_rewards=True),
+        "15 epochs, 512 steps per env, minibatch 128, normalised rewards, lr 1e-3": dict(
+            update_epochs=15, n_steps=512, minibatch_size=128, reward_scale=1.0, normalize_rewards=True,
+            learning_rate=1e-3),
     },
     "LunarLander-v3": {
         "base": {},

@@ -220,8 +220,9 @@ def ours_settings(bench: Benchmark) -> str:
     return (f"`{name}`: {c.num_envs} envs x {c.n_steps} steps, minibatch {c.minibatch_size}, {c.update_epochs} "
             f"epochs, gamma {c.gamma}, lambda {c.gae_lambda}, entropy {c.ent_coef}, learning rate "
             f"{'linear from ' if c.anneal_lr else ''}{c.learning_rate:g}, clip range "
-            f"{'linear from ' if c.anneal_clip else ''}{c.clip_coef:g}, reward scale {c.reward_scale:g}, "
-            f"value-loss weight {c.vf_coef:g} on 0.5 (V - R)^2, gradient norm {c.max_grad_norm:g}, hidden "
+            f"{'linear from ' if c.anneal_clip else ''}{c.clip_coef:g}, "
+            f"{'rewards normalised' if c.normalize_rewards else f'reward scale {c.reward_scale:g}'}, "
+            f"{'observations normalised, ' if c.normalize_obs else ''}value-loss weight {c.vf_coef:g} on 0.5 (V - R)^2, gradient norm {c.max_grad_norm:g}, hidden "
             f"{'-'.join(map(str, c.hidden_sizes))} tanh")
 
 

@@ -95,5 +95,5 @@ def test_the_tuned_defaults():
     assert dataclasses.asdict(a2c.A2CConfig()) == dict(
         total_timesteps=150_000, num_envs=8, n_steps=16, learning_rate=1e-3, anneal_lr=True, reward_scale=0.1,
         gamma=0.99, gae_lambda=0.95, ent_coef=0.0, vf_coef=0.5, max_grad_norm=0.5, normalize_advantages=True,
-        hidden_sizes=(64, 64), normalize_obs=False, optimizer="adam",
+        hidden_sizes=(64, 64), normalize_obs=False, normalize_rewards=False, optimizer="adam",
     )

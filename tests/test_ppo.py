@@ -217,7 +217,7 @@ def test_the_tuned_defaults():
     assert dataclasses.asdict(ppo.PPOConfig()) == dict(
         total_timesteps=100_000, num_envs=8, n_steps=32, learning_rate=4e-3, anneal_lr=True, reward_scale=1.0,
         gamma=0.98, gae_lambda=0.8, ent_coef=0.0, vf_coef=1.0, max_grad_norm=0.5, normalize_advantages=True,
-        hidden_sizes=(64, 64), normalize_obs=False, minibatch_size=256, update_epochs=15, adam_eps=1e-5, clip_coef=0.2,
+        hidden_sizes=(64, 64), normalize_obs=False, normalize_rewards=False, minibatch_size=256, update_epochs=15, adam_eps=1e-5, clip_coef=0.2,
         anneal_clip=True, clip_coef_vf=None, target_kl=None, objective="clip", kl_penalty_beta=1.0, kl_penalty_target=0.01,
         kl_penalty_adaptive=True,
     )
@@ -326,8 +326,8 @@ def test_ppo_update_draws_its_permutations_from_the_generator():
 def test_the_tuned_pendulum_settings():
     """Notebook 08 asserts its Pendulum-v1 returns on ppo.PENDULUM; the PPOConfig defaults must not move them."""
     changed = {k: v for k, v in dataclasses.asdict(ppo.PENDULUM).items() if v != getattr(ppo.PPOConfig(), k)}
-    assert changed == dict(num_envs=4, n_steps=512, minibatch_size=128, learning_rate=2e-3, reward_scale=0.1, gamma=0.9,
-                           gae_lambda=0.95, anneal_clip=False)  # 100k steps and 15 epochs: as the defaults
+    assert changed == dict(num_envs=4, n_steps=512, minibatch_size=128, learning_rate=1e-3, normalize_rewards=True,
+                           gamma=0.9, gae_lambda=0.95, anneal_clip=False)  # 100k steps and 15 epochs: as the defaults
     assert ppo.PENDULUM.vf_coef == 1.0 and ppo.PENDULUM.anneal_lr
 
 
@@ -361,8 +361,8 @@ def test_running_observation_statistics_pool_every_batch():
     for batch in batches:
         encoder.update_statistics(batch)
     pooled = torch.cat(batches).reshape(-1, 6).double()
-    torch.testing.assert_close(encoder.obs_mean, pooled.mean(0), rtol=1e-4, atol=1e-4)  # the 1e-4 prior count
-    torch.testing.assert_close(encoder.obs_var, pooled.var(0, unbiased=False), rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(encoder.stats.mean, pooled.mean(0), rtol=1e-4, atol=1e-4)  # the 1e-4 prior count
+    torch.testing.assert_close(encoder.stats.var, pooled.var(0, unbiased=False), rtol=1e-4, atol=1e-4)
     x = batches[0]
     expected = ((x.reshape(7, 6).double() - pooled.mean(0)) / pooled.var(0, unbiased=False).sqrt()).float()
     torch.testing.assert_close(encoder(x), expected.clamp(-10, 10), rtol=1e-3, atol=1e-3)
@@ -378,18 +378,69 @@ def test_normalised_observations_move_between_updates_only(tmp_path):
     config = ppo.PPOConfig(total_timesteps=512, num_envs=4, n_steps=64, normalize_obs=True)
     with OnPolicyLoop("Acrobot-v1", config, seed=0, keys=()) as loop:
         first = loop.next_batch(1)
-        assert float(loop.actor.encoder.obs_count) == pytest.approx(1e-4)  # nothing seen yet
+        assert float(loop.actor.encoder.stats.count) == pytest.approx(1e-4)  # nothing seen yet
         second = loop.next_batch(2)
         for network in (loop.actor, loop.critic):
-            torch.testing.assert_close(network.encoder.obs_mean, first.obs.double().mean(0), rtol=1e-4, atol=1e-5)
+            torch.testing.assert_close(network.encoder.stats.mean, first.obs.double().mean(0), rtol=1e-4, atol=1e-5)
         with torch.no_grad():
             torch.testing.assert_close(loop.actor.log_prob(second.obs, second.actions), second.log_probs)
     result = ppo.train("Acrobot-v1", dataclasses.replace(config, total_timesteps=1024), seed=0, progress=False)
-    assert result.actor.encoder.obs_var.min() > 0 and not torch.equal(result.actor.encoder.obs_mean,
+    assert result.actor.encoder.stats.var.min() > 0 and not torch.equal(result.actor.encoder.stats.mean,
                                                                       torch.zeros(6, dtype=torch.float64))
     path = result.save(tmp_path / "acrobot.pt")
     env = gym.make("Acrobot-v1")
     again = load_actor(path, env.observation_space, env.action_space)
     obs = torch.randn(5, 6)
     assert torch.equal(again.act(obs, greedy=True), result.actor.act(obs, greedy=True))
-    torch.testing.assert_close(again.encoder.obs_mean, result.actor.encoder.obs_mean)
+    torch.testing.assert_close(again.encoder.stats.mean, result.actor.encoder.stats.mean)
+
+
+# --------------------------------------------------------------------------- reward normalisation
+
+
+def _rollout(rewards, ends, valid) -> VectorRollout:
+    rewards = torch.tensor(rewards, dtype=torch.float32)
+    zeros = torch.zeros_like(rewards)
+    return VectorRollout(obs=zeros.unsqueeze(-1), actions=zeros, log_probs=zeros, rewards=rewards,
+                         terminated=torch.tensor(ends, dtype=torch.float32), truncated=zeros,
+                         valid=torch.tensor(valid, dtype=torch.float32))
+
+
+def test_rewards_are_divided_by_the_running_std_of_the_discounted_return():
+    """Written out by hand: each sub-env's discounted return restarts after an episode's end, skips autoreset
+    steps, carries over from one rollout to the next, and the rewards are divided by its pooled std."""
+    from rl_basics.agents.on_policy import RewardNormalizer
+
+    gamma = 0.5
+    normalizer = RewardNormalizer(num_envs=2, gamma=gamma)
+    # sub-env 0: rewards 1, 2 (episode ends), autoreset step, 4; sub-env 1: 3, 3, 3, 3 without an end
+    first = _rollout([[1, 3], [2, 3], [0, 3], [4, 3]], ends=[[0, 0], [1, 0], [0, 0], [0, 0]],
+                     valid=[[1, 1], [1, 1], [0, 1], [1, 1]])
+    normalizer(first)
+    g0 = [1.0, 0.5 * 1 + 2, 4.0]  # the autoreset step is skipped, the return restarted at the end
+    g1 = [3.0, 4.5, 5.25, 5.625]
+    seen = torch.tensor(g0 + g1, dtype=torch.float64)
+    count = 1e-4 + len(seen)  # the prior: mean 0, variance 1, count 1e-4
+    var = (1e-4 * 1.0 + len(seen) * seen.var(unbiased=False) + seen.mean() ** 2 * 1e-4 * len(seen) / count) / count
+    torch.testing.assert_close(normalizer.stats.var, var)
+    expected = torch.tensor([[1, 3], [2, 3], [0, 3], [4, 3]], dtype=torch.float64) / torch.sqrt(var + 1e-8)
+    torch.testing.assert_close(first.rewards, expected.float())
+    # the next rollout continues each sub-env's return where it stopped
+    second = _rollout([[1, 1]], ends=[[0, 0]], valid=[[1, 1]])
+    normalizer(second)
+    torch.testing.assert_close(normalizer.returns, torch.tensor([gamma * 4 + 1, gamma * 5.625 + 1], dtype=torch.float64))
+    # a reward far out in the tail is clipped to 10 standard deviations
+    normalizer = RewardNormalizer(num_envs=1, gamma=0.0)
+    spike = _rollout([[1.0]] * 399 + [[1000.0]], ends=[[0]] * 400, valid=[[1]] * 400)
+    normalizer(spike)
+    assert float(spike.rewards[-1, 0]) == 10.0 and float(spike.rewards[0, 0]) == pytest.approx(1 / float(normalizer.std()))
+
+
+def test_normalised_rewards_train_and_refuse_a_reward_scale():
+    config = ppo.PPOConfig(total_timesteps=2048, num_envs=4, n_steps=64, normalize_rewards=True)
+    result = ppo.train("Acrobot-v1", config, seed=0, progress=False)
+    # episode returns are recorded in the env's units (Acrobot: -1 per step, at most 500 steps)
+    assert np.all(result.history["episode_returns"] <= -result.history["episode_lengths"] + 1)
+    assert np.all(np.isfinite(result.history["value_loss"]))
+    with pytest.raises(ValueError, match="reward_scale=1.0 or normalize_rewards=False"):
+        ppo.PPOConfig(normalize_rewards=True, reward_scale=0.1)

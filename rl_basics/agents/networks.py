@@ -2,6 +2,8 @@
 
 - :func:`layer_init`, :func:`mlp`: the building blocks (PPO's initialisation: hidden gain
   sqrt(2), output gain 0.01 for a policy's logits, 1 for values)
+- :class:`RunningMeanStd`: running mean and variance of a stream of batches (observation and reward
+  normalisation)
 - :class:`ObservationEncoder`: ``Box`` observations flattened (and optionally standardised with running
   statistics), ``Discrete`` ones one-hot
 - :class:`Actor` (:func:`make_actor`): a categorical policy for ``Discrete`` actions, a
@@ -49,6 +51,34 @@ def mlp(in_dim: int, hidden_sizes: Sequence[int], out_dim: int, out_std: float) 
     return nn.Sequential(*layers)
 
 
+class RunningMeanStd(nn.Module):
+    """The running mean and (population) variance of a stream of batches ``[B, *shape]``, as float64 buffers
+    (saved with the module that holds it).
+
+    Before any data it is mean 0, variance 1 with a prior count of 1e-4 (Stable-Baselines3's). :meth:`update`
+    folds in a whole batch with the parallel algorithm of Chan et al., so the result equals the statistics of
+    every batch so far, pooled, whatever the batch sizes.
+    """
+
+    def __init__(self, shape: tuple[int, ...] = ()):
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(shape, dtype=torch.float64))
+        self.register_buffer("var", torch.ones(shape, dtype=torch.float64))
+        self.register_buffer("count", torch.tensor(1e-4, dtype=torch.float64))
+
+    @torch.no_grad()
+    def update(self, x: Tensor) -> None:
+        """Fold in a batch ``[B, *shape]`` (``B >= 1``)."""
+        x = x.to(torch.float64)
+        n = x.shape[0]
+        mean, var = x.mean(0), x.var(0, unbiased=False)
+        total = self.count + n
+        delta = mean - self.mean
+        self.var.copy_((self.var * self.count + var * n + delta.pow(2) * self.count * n / total) / total)
+        self.mean.add_(delta * n / total)
+        self.count.copy_(total)
+
+
 OBS_CLIP = 10.0
 """Standardised observations are clipped to [-OBS_CLIP, OBS_CLIP] (as Stable-Baselines3's VecNormalize does)."""
 
@@ -86,25 +116,14 @@ class ObservationEncoder(nn.Module):
             if self.discrete:
                 raise ValueError("observation normalisation applies to Box observations; Discrete ones are "
                                  "one-hot encoded already (set normalize_obs=False)")
-            self.register_buffer("obs_mean", torch.zeros(self.out_dim, dtype=torch.float64))
-            self.register_buffer("obs_var", torch.ones(self.out_dim, dtype=torch.float64))
-            self.register_buffer("obs_count", torch.tensor(1e-4, dtype=torch.float64))
+            self.stats = RunningMeanStd((self.out_dim,))
 
     def is_batched(self, obs: Tensor) -> bool:
         return obs.dim() > len(self.obs_shape)
 
-    @torch.no_grad()
     def update_statistics(self, obs: Tensor) -> None:
-        """Fold a batch of observations ``[B, *obs_shape]`` into the running mean and variance (the
-        parallel update of Chan et al.: the result equals the statistics of every batch so far, pooled)."""
-        x = obs.reshape(obs.shape[0], -1).to(torch.float64)
-        n = x.shape[0]
-        mean, var = x.mean(0), x.var(0, unbiased=False)
-        total = self.obs_count + n
-        delta = mean - self.obs_mean
-        self.obs_var.copy_((self.obs_var * self.obs_count + var * n + delta.pow(2) * self.obs_count * n / total) / total)
-        self.obs_mean.add_(delta * n / total)
-        self.obs_count.copy_(total)
+        """Fold a batch of observations ``[B, *obs_shape]`` into the running statistics (:class:`RunningMeanStd`)."""
+        self.stats.update(obs.reshape(obs.shape[0], -1))
 
     def forward(self, obs: Tensor) -> Tensor:
         if self.discrete:
@@ -112,7 +131,7 @@ class ObservationEncoder(nn.Module):
             return nn.functional.one_hot(index, self.out_dim).float()
         x = obs.reshape(obs.shape[0], -1).float()
         if self.normalize:
-            x = ((x - self.obs_mean.float()) * torch.rsqrt(self.obs_var.float() + 1e-8)).clamp(-OBS_CLIP, OBS_CLIP)
+            x = ((x - self.stats.mean.float()) * torch.rsqrt(self.stats.var.float() + 1e-8)).clamp(-OBS_CLIP, OBS_CLIP)
         return x
 
 

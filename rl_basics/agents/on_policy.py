@@ -5,6 +5,7 @@
   from it and set their own tuned defaults
 - :class:`Batch`, :func:`make_batch`: GAE on a :class:`~rl_basics.agents.rollout.VectorRollout`,
   then its real transitions only
+- :class:`RewardNormalizer`: rewards divided by the running standard deviation of the discounted return
 - :class:`OnPolicyLoop`: the plumbing around an update (env, seeding, networks, rollouts,
   history, progress bar, callback)
 """
@@ -17,10 +18,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import torch
 from torch import Tensor
 
 from rl_basics.agents.losses import compute_gae
-from rl_basics.agents.networks import make_actor, make_critic
+from rl_basics.agents.networks import RunningMeanStd, make_actor, make_critic
 from rl_basics.agents.rollout import EnvLike, RolloutCollector, VectorRollout, as_vector_env
 from rl_basics.agents.training import Callback, TrainResult, check_finite, history_arrays, progress_bar, set_seed
 from rl_basics.validation import check_fields
@@ -67,6 +69,10 @@ class OnPolicyConfig:
     to [-10, 10]. The statistics live in the actor and the critic (saved with them, used as they are at
     evaluation) and absorb each batch's observations after that batch's update, so the policy an update
     starts from is exactly the one that collected its batch."""
+    normalize_rewards: bool = False
+    """Divide rewards by the running standard deviation of the discounted return, clipped to [-10, 10] (the
+    reward half of rl-zoo's ``normalize``; see :class:`RewardNormalizer`). An automatic ``reward_scale``:
+    leave that at 1 when this is on."""
 
     def __post_init__(self):
         self.hidden_sizes = tuple(self.hidden_sizes)
@@ -75,6 +81,10 @@ class OnPolicyConfig:
         check_fields(self, "in [0, 1]", "gamma", "gae_lambda")
         check_fields(self, ">= 0", "ent_coef", "vf_coef")
         check_fields(self, "positive layer widths", "hidden_sizes")
+        if self.normalize_rewards and self.reward_scale != 1.0:
+            raise ValueError(f"{type(self).__name__}: normalize_rewards=True sets the rewards' scale itself, so "
+                             f"reward_scale={self.reward_scale!r} would be undone; set reward_scale=1.0 or "
+                             "normalize_rewards=False")
 
 
 @dataclass
@@ -117,6 +127,41 @@ def make_batch(rollout: VectorRollout, gamma: float, gae_lambda: float) -> Batch
     )
 
 
+REWARD_CLIP = 10.0
+"""Normalised rewards are clipped to [-REWARD_CLIP, REWARD_CLIP] (as Stable-Baselines3's VecNormalize does)."""
+
+
+class RewardNormalizer:
+    """Rewards divided by the running standard deviation of the discounted return (VecNormalize's rewards).
+
+    Each sub-env keeps a discounted sum of its rewards, ``G_t = gamma * G_{t-1} + r_t``, set back to 0 when
+    an episode ends; the rewards of a rollout ``(T, N)`` are divided by ``sqrt(Var[G] + 1e-8)`` over every
+    ``G_t`` of the real steps so far (this rollout's included) and clipped to ``[-10, 10]``. The mean is not
+    subtracted: shifting rewards would change which policies are best in episodes of varying length. Only
+    the scale of the learning signal changes; episode returns are recorded before this, in the env's units.
+    """
+
+    def __init__(self, num_envs: int, gamma: float):
+        self.gamma = gamma
+        self.returns = torch.zeros(num_envs, dtype=torch.float64)  # (N,) G of each sub-env's current episode
+        self.stats = RunningMeanStd()
+
+    def __call__(self, rollout: VectorRollout) -> None:
+        """Fold the rollout's returns into the statistics, then normalise its rewards in place."""
+        seen = []
+        for t in range(rollout.rewards.shape[0]):
+            real = rollout.valid[t] > 0  # an autoreset step (reward 0) neither adds to G nor counts
+            self.returns = torch.where(real, self.gamma * self.returns + rollout.rewards[t].double(), self.returns)
+            seen.append(self.returns[real])
+            self.returns[rollout.episode_end[t] > 0] = 0.0
+        self.stats.update(torch.cat(seen))
+        rollout.rewards.div_(self.std()).clamp_(-REWARD_CLIP, REWARD_CLIP)
+
+    def std(self) -> Tensor:
+        """What the rewards are divided by: ``sqrt(Var[G] + 1e-8)``, a float32 scalar."""
+        return torch.sqrt(self.stats.var + 1e-8).float()
+
+
 class OnPolicyLoop:
     """The plumbing A2C and PPO share around their update rule.
 
@@ -128,7 +173,8 @@ class OnPolicyLoop:
     an env it made are closed on the way out, also after an error.
 
     ``config`` is the agent's config, an :class:`OnPolicyConfig`: the loop reads ``total_timesteps``,
-    ``num_envs``, ``n_steps``, ``hidden_sizes``, ``gamma``, ``gae_lambda`` and ``reward_scale``.
+    ``num_envs``, ``n_steps``, ``hidden_sizes``, ``gamma``, ``gae_lambda``, ``reward_scale``,
+    ``normalize_obs`` and ``normalize_rewards``.
     ``keys`` names the per-update diagnostics the agent records (``update_steps``, the global
     env step of each update, is always recorded first).
     """
@@ -151,6 +197,7 @@ class OnPolicyLoop:
         self.unseen_obs: Tensor | None = None  # the last batch's observations, for the statistics after its update
         self.params = [*self.actor.parameters(), *self.critic.parameters()]
         self.collector = RolloutCollector(self.envs, seed=seed)
+        self.reward_normalizer = RewardNormalizer(self.envs.num_envs, config.gamma) if config.normalize_rewards else None
         self.config, self.seed, self.callback = config, seed, callback
         self.batch_size = self.envs.num_envs * config.n_steps
         self.n_updates = math.ceil(config.total_timesteps / self.batch_size)
@@ -168,7 +215,8 @@ class OnPolicyLoop:
 
     def next_batch(self, update: int) -> Batch:
         """Collect ``config.n_steps`` steps per sub-env with the current actor, check the rewards
-        are finite, scale them by ``config.reward_scale`` and return :func:`make_batch`'s batch.
+        are finite, scale them by ``config.reward_scale`` (or normalise them, :class:`RewardNormalizer`)
+        and return :func:`make_batch`'s batch.
 
         With ``config.normalize_obs`` the previous batch's observations (its update is done by now) first
         move the observation statistics of the actor and the critic."""
@@ -179,6 +227,8 @@ class OnPolicyLoop:
         check_finite("the environment's reward", rollout.rewards, update)
         if self.config.reward_scale != 1.0:
             rollout.rewards.mul_(self.config.reward_scale)
+        if self.reward_normalizer is not None:
+            self.reward_normalizer(rollout)
         batch = make_batch(rollout, self.config.gamma, self.config.gae_lambda)
         if self.config.normalize_obs:
             self.unseen_obs = batch.obs
@@ -209,4 +259,4 @@ class OnPolicyLoop:
         return TrainResult(actor=self.actor, critic=self.critic, history=history, config=self.config, seed=self.seed)
 
 
-__all__ = ["Batch", "OnPolicyConfig", "OnPolicyLoop", "make_batch"]
+__all__ = ["Batch", "OnPolicyConfig", "OnPolicyLoop", "RewardNormalizer", "make_batch"]
