@@ -28,6 +28,7 @@ TINY = dict(total_timesteps=256, num_envs=4, n_steps=8)
         (dict(learning_rate=-1e-3), "learning_rate"),
         (dict(optimizer="sgd"), "optimizer"),
         (dict(vf_coef=-1.0), "vf_coef"),
+        (dict(normalize_rewards=True), "reward_scale=1.0"),  # A2C's default reward_scale is 0.1
     ],
 )
 def test_invalid_hyperparameters_raise(kwargs, match):

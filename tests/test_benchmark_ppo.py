@@ -64,6 +64,7 @@ def test_every_benchmarked_env_has_a_preset_that_states_its_sweep():
     for name in ("ACROBOT", "PENDULUM", "LUNAR_LANDER"):  # each preset's docstring names the sweep behind it
         docstring = re.search(rf"^{name} = PPOConfig\(.*?\n\)\n\"\"\"(.*?)\"\"\"", source, re.S | re.M).group(1)
         assert "benchmarks/ppo_presets_sweep.py" in docstring, name
+    assert "benchmarks/ppo_presets_sweep.py --env CartPole-v1" in ppo.PPOConfig.__doc__  # CartPole's preset: the defaults
 
 
 def test_runs_that_never_reached_the_threshold_count_as_slowest():
