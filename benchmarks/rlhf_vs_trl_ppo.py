@@ -16,7 +16,7 @@ reward, so gold at unequal KL says little. Each trainer therefore saves its poli
    the last release with ``PPOTrainer``, now ``trl.experimental.ppo``) with transformers pinned to the
    course's version. TRL 1.12 is never installed into the course's environment.
 2. Builds (or loads from the cache) the tiny world's SFT policy and reward model.
-3. For each of ``--seeds`` seeds, trains PPO from the SFT policy three times, each run in a fresh subprocess
+3. For each of ``--seeds`` seeds, trains PPO from the SFT policy four times, each run in a fresh subprocess
    with the same shared settings (the same tiny model, prompts, reward model, batch size, response length,
    minibatches, PPO epochs, KL coefficient, clipping, episodes and torch threads):
 
@@ -31,7 +31,12 @@ reward, so gold at unequal KL says little. Each trainer therefore saves its poli
      its learning-rate schedule spans the longer run), where its KL levels off at 1.5-1.8 nats;
    * **ours-reward**: the same trainer with ``value_model="reward"`` (a critic on the frozen reward model's
      hidden states, which scoring computes anyway) and learning rate ``--reward-lr`` (2e-3): a labelled
-     alternative, not the defaults.
+     alternative, not the defaults;
+   * **ours-default-lowkl**: ``PPOConfig()``'s defaults with the KL coefficient ``--low-kl-coef`` (0.02) instead
+     of the shared 0.05, for as many episodes as ours-default: the defaults' curve levels off below TRL's KLs,
+     and a frontier is traced by the KL coefficient. The report joins the two into **ours-frontier**: at each
+     KL, on each seed, ours-default's curve where it reaches that KL, else this run's — chosen by the KL, never
+     by which gold is higher.
 
    Ours trains in chunks of ``--checkpoint-every`` steps (``PPOTrainer.train(n)``; the learning-rate schedule
    spans the whole run, ``PPOConfig.total_steps``, whatever the chunks) and saves the merged policy (SFT
@@ -84,10 +89,18 @@ BEGIN, END = "<!-- rlhf_vs_trl_ppo:start -->", "<!-- rlhf_vs_trl_ppo:end -->"
 TRL_PEER_VERSION = "1.12.0"
 OUR_RUNS = ("ours-default", "ours-reward")
 """Our two configurations: ``PPOConfig()``'s defaults, and the reward-model critic at a higher learning rate."""
+LOW_KL_RUN = "ours-default-lowkl"
+"""``PPOConfig()``'s defaults with a lower KL coefficient (``--low-kl-coef``): the same trainer and settings
+further along the KL axis, where the defaults' curve levels off."""
+FRONTIER = "ours-frontier"
+"""The defaults' frontier over the KL coefficient, per seed: at a KL that ``ours-default``'s curve reaches,
+its gold there; beyond it, :data:`LOW_KL_RUN`'s. Which curve serves is decided by the KL alone, never by
+which gold is higher (the better of two noisy curves would be biased upwards)."""
 RUN_NAMES = {
     "trl": "TRL 1.12.0 `trl.experimental.ppo.PPOTrainer` (4 full models)",
     "ours-default": "course `rlhf.ppo.PPOTrainer`, `PPOConfig()` defaults (value adapter)",
     "ours-reward": "course `rlhf.ppo.PPOTrainer`, critic on the reward model",
+    LOW_KL_RUN: "course `rlhf.ppo.PPOTrainer`, `PPOConfig()` defaults but a lower KL coefficient",
 }
 SMOKE = {"episodes": 16, "default_episodes": 0, "batch_size": 8, "minibatches": 2, "ppo_epochs": 1,
          "response_length": 8,
@@ -130,8 +143,9 @@ def run_settings(run: str, settings: dict, args: argparse.Namespace) -> dict:
     """
     if run == "trl":
         return dict(settings, learning_rate=args.trl_lr)
-    if run == "ours-default":
-        return dict(settings, overrides={}, total_episodes=args.default_episodes or settings["total_episodes"])
+    if run in ("ours-default", LOW_KL_RUN):
+        return dict(settings, overrides={}, total_episodes=args.default_episodes or settings["total_episodes"],
+                    **({"kl_coef": args.low_kl_coef} if run == LOW_KL_RUN else {}))
     return dict(settings, overrides={"value_model": "reward", "learning_rate": args.reward_lr})
 
 
@@ -268,6 +282,7 @@ def run_ours(settings_path: str, result_path: str) -> int:
         "trainer": "rlhf.ppo.PPOTrainer",
         "learning_rate": config.learning_rate,
         "value_model": config.value_model,
+        "kl_coef": config.kl_coef,
         "episodes": episodes,
         "train_seconds": seconds,
         "episodes_per_second": episodes / seconds,
@@ -405,6 +420,13 @@ def matched(curves: dict[str, list[list[dict]]]) -> list[dict]:
             row[f"{run}_reached"] = sum(g is not None for g in golds[run])
         if row["ours-default"] and row["ours-reward"]:
             row["reward_vs_default"] = mean_sem([r - d for r, d in zip(golds["ours-reward"], golds["ours-default"])])
+        if LOW_KL_RUN in curves:
+            front = [d if d is not None else gold_at_kl(low, point["kl"])
+                     for d, low in zip(golds["ours-default"], curves[LOW_KL_RUN])]
+            reached = None not in front
+            row[FRONTIER] = mean_sem(front) if reached else None
+            row[f"{FRONTIER}_vs_trl"] = mean_sem([g - t for g, t in zip(front, trl_golds)]) if reached else None
+            row[f"{FRONTIER}_reached"] = sum(g is not None for g in front)
         rows.append(row)
     return rows
 
@@ -449,7 +471,8 @@ def plot_frontier(fronts: dict[str, list[dict]], settings: dict, path: Path) -> 
 
     labels = {"trl": f"TRL 1.12 PPOTrainer (full fine-tuning, lr {settings['trl_learning_rate']:g})",
               "ours-default": f"ours, PPOConfig() defaults (value adapter, lr {PPOConfig.learning_rate:g})",
-              "ours-reward": f"ours, reward-model critic, lr {settings['reward_learning_rate']:g}"}
+              "ours-reward": f"ours, reward-model critic, lr {settings['reward_learning_rate']:g}",
+              LOW_KL_RUN: f"ours, PPOConfig() defaults but KL coefficient {settings.get('low_kl_coef', 0):g}"}
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for run, points in fronts.items():
         ax.errorbar([p["kl"] for p in points], [p["gold"] for p in points], xerr=[p["kl_sem"] for p in points],
@@ -577,6 +600,11 @@ def report(settings: dict, results: dict[str, dict], curves: dict[str, list[list
         f"per minibatch instead of twice), learning rate {settings['reward_learning_rate']:g} (the best of a short "
         "sweep over 3e-4, 1e-3 and 2e-3 with the value adapter, not re-swept for this critic). NOT the defaults: a "
         "labelled alternative.",
+        *([f"- **{LOW_KL_RUN}**: {RUN_NAMES[LOW_KL_RUN]}, {settings['low_kl_coef']:g} instead of "
+           f"{settings['kl_coef']:g}, and {results[LOW_KL_RUN]['episodes']} episodes: the same trainer further along "
+           "the KL axis. With it, the defaults' frontier over the KL coefficient (**ours-frontier**): at each KL, "
+           "on each seed, ours-default's curve where it reaches that KL, else this run's (which curve serves is "
+           "decided by the KL, never by which gold is higher)."] if LOW_KL_RUN in results else []),
         "",
         "Speed (training only: model loading, checkpoint saving and evaluation excluded; ours includes its one-off "
         "reward-normalisation sampling"
@@ -607,6 +635,20 @@ def report(settings: dict, results: dict[str, dict], curves: dict[str, list[list
                       _delta(row[f"{run}_vs_trl"]) if row[f"{run}_vs_trl"] else "–"]
         lines.append("| " + " | ".join(cells + [_delta(row["reward_vs_default"]) if "reward_vs_default" in row
                                                 else "–"]) + " |")
+    if rows and FRONTIER in rows[0]:
+        lines += [
+            "",
+            f"The defaults' frontier over the KL coefficient at TRL's checkpoint KLs (ours-default's curve where it "
+            f"reaches the KL, else {LOW_KL_RUN}'s; interpolated on each seed's own curves as above):",
+            "",
+            "| TRL checkpoint (episodes) | KL | TRL gold | ours-frontier gold | Δ ours-frontier − TRL |",
+            "|---:|---:|---:|---:|---:|",
+        ]
+        for row in rows:
+            reach = f" ({row[f'{FRONTIER}_reached']} of {n_seeds} seeds reach it)"
+            delta = row[f"{FRONTIER}_vs_trl"]
+            lines.append(f"| {row['episodes']} | {row['kl']:.2f} ± {row['kl_sem']:.2f} | {_pm(row['trl'])} | "
+                         f"{_pm(row[FRONTIER], reach)} | {_delta(delta) if delta else '–'} |")
     lines += [
         "",
         "Where the three frontiers overlap (every seed of every run type reaches the KL): each run type's gold "
@@ -627,6 +669,10 @@ def report(settings: dict, results: dict[str, dict], curves: dict[str, list[list
         cpu_ratio = results[run]["episodes_per_cpu_second"] / results["trl"]["episodes_per_cpu_second"]
         lines.append(f"- **{run}** (speed ours / TRL: wall-clock {wall_ratio:.2f}x, per CPU-second {cpu_ratio:.2f}x): "
                      + goals(run, ratios[run], basis, rows, fronts[run][-1]))
+    if LOW_KL_RUN in results:
+        lines.append(f"- **{FRONTIER}** (ours-default's settings and speed, KL coefficients {settings['kl_coef']:g} "
+                     f"and {settings['low_kl_coef']:g}): "
+                     + goals(FRONTIER, ratios["ours-default"], basis, rows, frontier(curves[LOW_KL_RUN])[-1]))
     compared = [row for row in rows if "reward_vs_default" in row]
     if compared:
         better = sum(row["reward_vs_default"][0] > 0 for row in compared)
@@ -664,6 +710,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1, help="torch threads of each process")
     parser.add_argument("--trl-lr", type=float, default=3e-4, help="learning rate of TRL's trainer (full fine-tuning)")
     parser.add_argument("--reward-lr", type=float, default=2e-3, help="learning rate of ours-reward (LoRA)")
+    parser.add_argument("--low-kl-coef", type=float, default=0.02,
+                        help=f"KL coefficient of {LOW_KL_RUN}, the defaults' frontier beyond their own KL (0: no such run)")
     parser.add_argument("--seed", type=int, default=0, help="the first seed")
     parser.add_argument("--seeds", type=int, default=5, help="how many seeds (--seed, --seed + 1, ...)")
     parser.add_argument("--eval-prompts", type=int, default=256, help="held-out prompts for the gold reward")
@@ -671,7 +719,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--smoke", action="store_true", help="seconds: every piece once on tiny budgets ("
                         + ", ".join(f"{k}={v}" for k, v in SMOKE.items()) + "); never writes RESULTS.md")
     parser.add_argument("--no-trl", action="store_true",
-                        help="the course's two runs only (no peer environment); prints, never writes RESULTS.md")
+                        help="the course's runs only (no peer environment); prints, never writes RESULTS.md")
     parser.add_argument("--json", type=Path, help="also write every measurement (per seed and checkpoint) here")
     parser.add_argument("--plot", type=Path, help=f"where the plot goes (default {FRONTIER_PNG.relative_to(ROOT)} "
                         "when RESULTS.md is written, else no plot)")
@@ -687,6 +735,8 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"--{name.replace('_', '-')} must be a multiple of --batch-size")
     if args.seeds < 1 or args.eval_samples < 1 or args.checkpoint_every < 1:
         parser.error("--seeds, --eval-samples and --checkpoint-every must be at least 1")
+    if args.low_kl_coef < 0:
+        parser.error("--low-kl-coef must be >= 0 (0: no low-KL run)")
     write = not (args.no_write or args.smoke or args.no_trl)
     plot = args.plot or (FRONTIER_PNG if write else None)
 
@@ -716,12 +766,13 @@ def main(argv: list[str] | None = None) -> int:
     settings.update(command=command,
                     policy_dir=sft_dir, reward_dir=reward_dir, prompts=train_prompts,
                     prompt_ids=tokenizer(train_prompts, add_special_tokens=False)["input_ids"],
-                    eval_samples=args.eval_samples, trl_learning_rate=args.trl_lr, reward_learning_rate=args.reward_lr)
+                    eval_samples=args.eval_samples, trl_learning_rate=args.trl_lr, reward_learning_rate=args.reward_lr,
+                    low_kl_coef=args.low_kl_coef)
     eval_prompts = load_prompts("eval")[: args.eval_prompts]
 
     seeds = list(range(args.seed, args.seed + args.seeds))
     settings["seeds"] = seeds
-    run_types = OUR_RUNS if args.no_trl else ("trl", *OUR_RUNS)
+    run_types = (*(() if args.no_trl else ("trl",)), *OUR_RUNS, *((LOW_KL_RUN,) if args.low_kl_coef else ()))
     runs: dict[str, list[dict]] = {run: [] for run in run_types}
     curves: dict[str, list[list[dict]]] = {run: [] for run in run_types}
     work = Path(tempfile.mkdtemp(prefix="rlhf-vs-trl-"))
